@@ -1,0 +1,39 @@
+# Two commands on a fresh machine: `make run` (the main job) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test bench up install clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
+
+$(STAMP): $(BIN)/python setup.cfg pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[test,dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/trad demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python bench/engine.py
+	$(BIN)/python bench/data.py
+	$(BIN)/python bench/job.py
+
+# The Procfile's processes (web, worker, beat, flower) against DATABASE_URL and
+# CELERY_BROKER_URL (or REDIS_URL), after migrating. FLOWER_BASIC_AUTH must be set.
+up: $(STAMP)
+	@test -n "$$DATABASE_URL" || { echo "set DATABASE_URL (postgresql://...)"; exit 2; }
+	@test -n "$$CELERY_BROKER_URL$$REDIS_URL" || { echo "set CELERY_BROKER_URL or REDIS_URL (redis://...)"; exit 2; }
+	$(BIN)/trad db upgrade
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

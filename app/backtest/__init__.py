@@ -1,0 +1,17 @@
+"""Pure backtesting: numpy arrays in, arrays and numbers out (no Flask, Celery or SQL)."""
+from app.backtest.candles import TIMEFRAMES, Candles, periods_per_year, timeframe_ms
+from app.backtest.engine import BacktestConfig, BacktestResult, Trade, backtest, evaluate
+from app.backtest.metrics import METRIC_NAMES
+
+__all__ = [
+    "TIMEFRAMES",
+    "Candles",
+    "periods_per_year",
+    "timeframe_ms",
+    "BacktestConfig",
+    "BacktestResult",
+    "Trade",
+    "backtest",
+    "evaluate",
+    "METRIC_NAMES",
+]

@@ -1,0 +1,249 @@
+"""`trad optimize` and `trad configs`: training jobs from the terminal.
+
+``trad optimize`` takes the same fields as ``POST /api/v2/training/start``. Without
+``--submit`` it runs the job through this machine's settings: in-process on the embedded
+default, or on the configured workers when a broker is set. With ``--submit URL`` it
+posts to a running API and follows the job with a progress bar.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import urllib.error
+import urllib.request
+
+from app.cli_data import Progress
+from app.config import load_settings
+from app.errors import InputError, TradError
+
+__all__ = ["register", "print_result"]
+
+_FIELDS = [
+    # (flag, body key, type, help)
+    ("--strategy", "strategy", str, "strategy name, e.g. LIQUIDITY_SWEEP"),
+    ("--symbol", "symbol", str, "BASE/QUOTE, e.g. BTC/USDT"),
+    ("--exchange", "exchange", str, "exchange the candles are stored under"),
+    ("--timeframe", "timeframe", str, "1m, 5m, 1h, 1d, ..."),
+    ("--optimizer", "optimizer", str, "grid, random, bayesian, cmaes or genetic"),
+    ("--n-iterations", "n_iterations", int, "number of trials"),
+    ("--lookback-days", "lookback_days", float, "days of data before the newest candle"),
+    ("--start", "start", str, "first candle (ISO date), instead of --lookback-days"),
+    ("--end", "end", str, "end of the data (ISO date, exclusive)"),
+    ("--objective", "objective", str, "sharpe_ratio, sortino_ratio, calmar_ratio, net_profit, profit_factor"),
+    ("--min-trades", "min_trades", int, "fewest trades a valid trial makes"),
+    ("--fee", "fee", float, "fee per fill, fraction of notional"),
+    ("--slippage-bps", "slippage_bps", float, "slippage per fill in basis points"),
+    ("--seed", "seed", int, "seed: the same seed gives the same result"),
+    ("--priority", "priority", int, "0-9, 9 runs first"),
+    ("--timeout-s", "timeout_s", float, "fail the job if not done by then"),
+    ("--batch-size", "batch_size", int, "trials per round for bayesian, cmaes, genetic"),
+]
+_JSON_FIELDS = [("--params", "params", "fixed parameters as JSON"),
+                ("--search-space", "search_space", "narrowed bounds as JSON"),
+                ("--validation", "validation", 'e.g. {"method": "holdout", "test_fraction": 0.3}')]
+
+
+def _body(args) -> dict:
+    body = {}
+    for _flag, key, _kind, _help in _FIELDS:
+        value = getattr(args, key)
+        if value is not None:
+            body[key] = value
+    for flag, key, _help in _JSON_FIELDS:
+        raw = getattr(args, key)
+        if raw is not None:
+            try:
+                body[key] = json.loads(raw)
+            except json.JSONDecodeError as exc:
+                raise InputError(f"{flag} is not valid JSON ({exc.msg} at column {exc.colno})",
+                                 field=key) from None
+    if args.run_validation:
+        body["run_validation"] = True
+    return body
+
+
+def print_result(job: dict, out=None) -> None:
+    """The job's outcome as a person reads it."""
+    out = out or sys.stdout
+    result = job.get("result") or {}
+    if job["status"] != "succeeded":
+        out.write(f"job {job['job_id']} {job['status']}: {job.get('error') or ''}\n")
+        return
+    ins = result["in_sample"]
+    oos = result.get("out_of_sample")
+    lines = [
+        f"best configuration  {result['configuration']}",
+        f"strategy            {job['strategy']} on {job['exchange']} {job['symbol']} {job['timeframe']}",
+        f"trials              {job['trials_done']} ({job['optimizer']}, seed {job['seed']})",
+        f"params              {json.dumps(result['best_params'])}",
+        f"{result['objective']:<20}{result['best_value']:.4f}",
+        f"in sample           sharpe {ins['sharpe_ratio']:.3f}  net profit {ins['net_profit']:.2f}  "
+        f"trades {ins['num_trades']}  max drawdown {ins['max_drawdown']:.2%}",
+    ]
+    if oos:
+        lines.append(f"out of sample       sharpe {oos['sharpe_ratio']:.3f}  net profit "
+                     f"{oos['net_profit']:.2f}  trades {oos['num_trades']}  max drawdown "
+                     f"{oos['max_drawdown']:.2%}")
+    wf = result.get("walk_forward")
+    if wf:
+        lines.append(f"walk-forward        {len(wf['folds'])} folds, efficiency {wf['wfe']:.2f}; "
+                     "out of sample above is the stitched test windows")
+    trust = result.get("trust") or {}
+    if trust.get("deflated_sharpe"):
+        pbo = trust.get("pbo")
+        lines.append(f"overfitting         deflated Sharpe {trust['deflated_sharpe']['dsr']:.3f} "
+                     f"(best of {trust['n_trials']} trials)"
+                     + (f"  PBO {pbo['pbo']:.2f} (top {trust['pbo_trials']} trials)" if pbo else ""))
+    lines.append(f"confidence          {result['confidence']:.3f}")
+    lines.append(f"lifecycle stage     {result['lifecycle_stage']}"
+                 + (f"  ({'; '.join(result['reasons'])})" if result.get("reasons") else ""))
+    out.write("\n".join(lines) + "\n")
+
+
+def _http(method: str, url: str, token: str | None, body: dict | None = None) -> dict:
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        try:
+            error = json.loads(exc.read())["error"]
+            message = error.get("message", "")
+            field = error.get("field")
+        except (ValueError, KeyError, TypeError):
+            message, field = exc.reason, None
+        raise InputError(f"{url}: HTTP {exc.code}: {message}", field=field) from None
+    except urllib.error.URLError as exc:
+        raise TradError(f"cannot reach {url}: {exc.reason}") from None
+
+
+def _follow(poll, out_progress: Progress, interval: float = 0.25) -> dict:
+    while True:
+        job = poll()
+        out_progress(int(job["trials_done"]), int(job["trials_total"]))
+        if job["status"] in ("succeeded", "failed", "cancelled"):
+            return job
+        time.sleep(interval)
+
+
+def cmd_optimize(args) -> int:
+    body = _body(args)
+    progress = Progress("training")
+    try:
+        if args.submit:
+            base = args.submit.rstrip("/")
+            token = args.token or os.environ.get("TRAD_API_TOKEN")
+            started = _http("POST", base + "/api/v2/training/start", token, body)
+            job = _follow(lambda: _http("GET", base + started["status_url"], token), progress)
+        else:
+            from app.services import training
+            from workers.pipeline import enqueue_start
+
+            settings = load_settings()
+            started = training.submit(settings, body, enqueue_start)
+            job = _follow(lambda: training.get_job(settings, started["job_id"]), progress)
+    finally:
+        progress.close()
+    if args.json:
+        print(json.dumps(job))
+    else:
+        print_result(job)
+    return 0 if job["status"] == "succeeded" else 1
+
+
+def cmd_configs_list(args) -> int:
+    from app.cli_data import _print_table
+    from app.services import training
+
+    page = training.list_configurations(load_settings(), args.strategy, args.pair, args.timeframe,
+                                        args.stage)
+    if args.json:
+        print(json.dumps(page))
+        return 0
+    rows = [{**c, "sharpe_ratio": f"{c['sharpe_ratio']:.3f}", "confidence": f"{c['confidence']:.3f}"}
+            for c in page["configurations"]]
+    _print_table(rows, ["name", "pair", "timeframe", "sharpe_ratio", "sample_size", "confidence",
+                        "lifecycle_stage"])
+    return 0
+
+
+def cmd_configs_show(args) -> int:
+    from app.services import training
+
+    config = training.get_configuration(load_settings(), args.name)
+    print(json.dumps(config, indent=2))
+    return 0
+
+
+DEMO_BODY = {"strategy": "LIQUIDITY_SWEEP", "symbol": "BTC/USDT", "exchange": "synthetic",
+             "timeframe": "5m", "optimizer": "random", "lookback_days": 30, "n_iterations": 200,
+             "run_validation": True, "seed": 1}
+
+
+def cmd_demo(args) -> int:
+    """`make run`: migrate, make synthetic candles if there are none, train, print."""
+    from app.db import market_data as repo
+    from app.db.migrate import upgrade
+    from app.db.session import session_scope
+    from app.services import market_data, training
+    from workers.pipeline import enqueue_start
+
+    settings = load_settings()
+    print(f"database: {settings.redacted()['database_url']}"
+          + ("  (embedded: tasks run in this process)" if settings.embedded else ""))
+    upgrade(settings.database_url)
+    body = {**DEMO_BODY, "n_iterations": args.trials}
+    with session_scope(settings.database_url) as session:
+        have = repo.count_rows(session, body["exchange"], body["symbol"], body["timeframe"])
+    if have < 30 * 288:
+        report = market_data.synthesize(settings, body["symbol"], body["timeframe"], days=60, seed=7)
+        print(f"made {report.rows} synthetic {body['timeframe']} candles for {body['symbol']}")
+    t0 = time.perf_counter()
+    started = training.submit(settings, body, enqueue_start)
+    progress = Progress("training")
+    try:
+        job = _follow(lambda: training.get_job(settings, started["job_id"]), progress)
+    finally:
+        progress.close()
+    elapsed = time.perf_counter() - t0
+    print_result(job)
+    print(f"{job['trials_done']} trials in {elapsed:.2f} s "
+          f"({job['trials_done'] / elapsed:,.0f} trials/s, job {job['job_id']})")
+    return 0 if job["status"] == "succeeded" else 1
+
+
+def register(subparsers) -> None:
+    """Add `optimize` and `configs` to the `trad` command's subparsers."""
+    p = subparsers.add_parser("optimize", help="run a training job (same fields as the HTTP body)")
+    for flag, key, kind, help_text in _FIELDS:
+        p.add_argument(flag, dest=key, type=kind, help=help_text)
+    for flag, key, help_text in _JSON_FIELDS:
+        p.add_argument(flag, dest=key, help=help_text)
+    p.add_argument("--run-validation", action="store_true", help="hold out the last 30 %%")
+    p.add_argument("--submit", metavar="URL", help="send the job to a running API and follow it")
+    p.add_argument("--token", help="bearer token for --submit (or TRAD_API_TOKEN)")
+    p.add_argument("--json", action="store_true", help="print the job as JSON")
+    p.set_defaults(func=cmd_optimize)
+
+    p = subparsers.add_parser("demo", help="train LIQUIDITY_SWEEP on synthetic candles (make run)")
+    p.add_argument("--trials", type=int, default=DEMO_BODY["n_iterations"])
+    p.set_defaults(func=cmd_demo)
+
+    configs = subparsers.add_parser("configs", help="trained configurations").add_subparsers(
+        dest="configs_command", required=True)
+    p = configs.add_parser("list", help="stored configurations")
+    p.add_argument("--strategy")
+    p.add_argument("--pair")
+    p.add_argument("--timeframe")
+    p.add_argument("--stage")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_configs_list)
+    p = configs.add_parser("show", help="one configuration as JSON")
+    p.add_argument("name")
+    p.set_defaults(func=cmd_configs_show)

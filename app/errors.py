@@ -1,0 +1,50 @@
+"""Errors a person can act on: what is wrong, which field, and how to fix it."""
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+__all__ = ["TradError", "InputError", "did_you_mean"]
+
+
+class TradError(Exception):
+    """Base of every error Trad reports to a user (never shown with a traceback)."""
+
+    code = "error"
+
+    def __init__(self, message: str, *, field: str | None = None, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+    def to_dict(self) -> dict:
+        body = {"code": self.code, "message": str(self)}
+        if self.field is not None:
+            body["field"] = self.field
+        return body
+
+
+class InputError(TradError, ValueError):
+    """The caller gave something Trad cannot use: bad parameters, bad data, bad names."""
+
+    code = "invalid_input"
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """Return ``" (did you mean X?)"``-style hint text, or a list of the choices.
+
+    >>> did_you_mean("SMA_CORSS", ["SMA_CROSS", "EMA_CROSS", "MACD"])
+    'did you mean SMA_CROSS?'
+    >>> did_you_mean("zzz", ["a", "b"])
+    'known: a, b'
+    """
+    choices = sorted(choices)
+    by_upper = {c.upper(): c for c in choices}
+    close = difflib.get_close_matches(word.upper(), list(by_upper), n=3, cutoff=0.6)
+    if close:
+        return "did you mean " + " or ".join(by_upper[c] for c in close) + "?"
+    return "known: " + ", ".join(choices)

@@ -1,0 +1,200 @@
+"""The search space of a job: a strategy's declared parameters, some fixed by the request,
+some narrowed, turned into grid points, random draws or optuna distributions."""
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from app.errors import InputError, did_you_mean
+from app.strategies.base import CategoricalParam, FloatParam, IntParam, Param, Strategy
+
+__all__ = ["SearchSpace", "build_space"]
+
+# A float parameter with no step gets this many grid points.
+FLOAT_GRID_POINTS = 10
+# Random and optuna draws give up on a constraint after this many infeasible tries in a row.
+MAX_INFEASIBLE_DRAWS = 1000
+
+
+def _narrow(param: Param, spec, field: str) -> Param:
+    """Apply a request's narrowing (``[low, high]``, ``{"low":..,"high":..,"step":..}``,
+    ``{"choices": [...]}`` or a list of choices) inside the declared bounds."""
+    if isinstance(param, CategoricalParam):
+        choices = spec.get("choices") if isinstance(spec, dict) else spec
+        if not isinstance(choices, list) or not choices:
+            raise InputError(f"{field} takes a non-empty list of choices", field=field)
+        checked = tuple(param.check(c) for c in choices)
+        return replace(param, choices=checked, default=checked[0])
+    if isinstance(spec, list) and len(spec) == 2:
+        spec = {"low": spec[0], "high": spec[1]}
+    if not isinstance(spec, dict) or not set(spec) <= {"low", "high", "step", "log"}:
+        raise InputError(f"{field} takes [low, high] or {{\"low\", \"high\", \"step\", \"log\"}}",
+                         field=field)
+    try:
+        low = param.check(spec.get("low", param.low))
+        high = param.check(spec.get("high", param.high))
+    except InputError as exc:
+        raise InputError(f"{field}: {exc.message}", field=field) from None
+    if low > high:
+        raise InputError(f"{field}: low {low} is above high {high}", field=field)
+    changes = {"low": low, "high": high, "default": min(max(param.default, low), high)}
+    if "step" in spec:
+        step = spec["step"]
+        if isinstance(step, bool) or not isinstance(step, (int, float)) or step <= 0:
+            raise InputError(f"{field}: step must be a positive number", field=field)
+        if isinstance(param, IntParam) and int(step) != step:
+            raise InputError(f"{field}: step must be an integer", field=field)
+        changes["step"] = int(step) if isinstance(param, IntParam) else float(step)
+    if "log" in spec:
+        changes["log"] = bool(spec["log"])
+    return replace(param, **changes)
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """Free parameters (possibly narrowed) and fixed ones, for one strategy."""
+
+    strategy: Strategy
+    free: tuple[Param, ...]
+    fixed: dict
+
+    # -- sizes and points -------------------------------------------------------------
+
+    def _axis(self, p: Param) -> list:
+        if isinstance(p, FloatParam):
+            return p.grid(FLOAT_GRID_POINTS)
+        return p.grid()
+
+    def grid_size(self) -> int:
+        """Points of the full grid, before constraints."""
+        return math.prod(len(self._axis(p)) for p in self.free) if self.free else 1
+
+    def grid(self) -> list[dict]:
+        """Every feasible grid point, in a fixed order."""
+        names = [p.name for p in self.free]
+        points = []
+        for values in itertools.product(*(self._axis(p) for p in self.free)):
+            params = {**self.fixed, **dict(zip(names, values))}
+            if self.strategy.feasible(params):
+                points.append(params)
+        return points
+
+    def _draw_columns(self, rng: np.random.Generator, m: int) -> dict[str, list]:
+        """``m`` independent draws of every free parameter, one column (list) each."""
+        columns: dict[str, list] = {}
+        for p in self.free:
+            if isinstance(p, CategoricalParam):
+                picks = rng.integers(0, len(p.choices), size=m)
+                columns[p.name] = [p.choices[i] for i in picks.tolist()]
+            elif isinstance(p, IntParam):
+                if p.log:
+                    v = np.exp(rng.uniform(math.log(p.low), math.log(p.high + 1), size=m)).astype(np.int64)
+                else:
+                    v = rng.integers(0, (p.high - p.low) // p.step + 1, size=m) * p.step + p.low
+                columns[p.name] = np.minimum(v, p.high).tolist()
+            elif p.step:
+                k = rng.integers(0, int((p.high - p.low) / p.step + 1e-9) + 1, size=m)
+                columns[p.name] = np.round(p.low + k * p.step, 12).tolist()
+            elif p.log:
+                columns[p.name] = np.exp(rng.uniform(math.log(p.low), math.log(p.high), size=m)).tolist()
+            else:
+                columns[p.name] = rng.uniform(p.low, p.high, size=m).tolist()
+        return columns
+
+    def _feasible_mask(self, columns: dict[str, list], m: int) -> np.ndarray:
+        import operator
+
+        ops = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
+               "!=": operator.ne}
+        mask = np.ones(m, dtype=bool)
+        for c in self.strategy.constraints:
+            def column(name):
+                if name in columns:
+                    return np.asarray(columns[name])
+                return np.full(m, self.fixed[name])
+            right = column(c.right) if isinstance(c.right, str) else c.right
+            mask &= ops[c.op](column(c.left), right)
+        return mask
+
+    def sample(self, n: int, seed: int) -> list[dict]:
+        """``n`` feasible random points, the same for the same seed wherever they are
+        drawn. Drawn in vectorised batches (a 100,000-trial job samples in milliseconds);
+        infeasible draws are skipped."""
+        rng = np.random.default_rng(seed)
+        names = [p.name for p in self.free]
+        out: list[dict] = []
+        drawn = 0
+        while len(out) < n:
+            m = max(64, 2 * (n - len(out)))
+            columns = self._draw_columns(rng, m)
+            keep = np.flatnonzero(self._feasible_mask(columns, m))
+            drawn += m
+            for i in keep[: n - len(out)].tolist():
+                out.append({**self.fixed, **{name: columns[name][i] for name in names}})
+            if not out and drawn > MAX_INFEASIBLE_DRAWS:
+                raise InputError(
+                    f"no feasible parameters in the search space after {drawn} draws "
+                    f"(constraints: {', '.join(map(str, self.strategy.constraints))})",
+                    field="search_space")
+        return out
+
+    # -- optuna -----------------------------------------------------------------------
+
+    def distributions(self) -> dict:
+        """optuna distributions of the free parameters."""
+        from optuna.distributions import (
+            CategoricalDistribution,
+            FloatDistribution,
+            IntDistribution,
+        )
+
+        out = {}
+        for p in self.free:
+            if isinstance(p, CategoricalParam):
+                out[p.name] = CategoricalDistribution(list(p.choices))
+            elif isinstance(p, IntParam):
+                out[p.name] = IntDistribution(p.low, p.high, log=p.log, step=1 if p.log else p.step)
+            else:
+                out[p.name] = FloatDistribution(p.low, p.high, log=p.log and not p.step,
+                                                step=p.step)
+        return out
+
+    def complete(self, free_values: dict) -> dict:
+        params = {**self.fixed, **free_values}
+        return {p.name: params[p.name] for p in self.strategy.space}
+
+    def describe(self) -> dict:
+        return {"free": [p.describe() for p in self.free], "fixed": dict(self.fixed)}
+
+
+def build_space(strategy: Strategy, fixed: dict | None = None,
+                narrowed: dict | None = None) -> SearchSpace:
+    """The space a job searches. ``fixed`` pins parameters to values; ``narrowed``
+    tightens bounds. Unknown names get a "did you mean" hint; a fixed parameter cannot
+    also be narrowed."""
+    fixed = dict(fixed or {})
+    narrowed = dict(narrowed or {})
+    names = [p.name for p in strategy.space]
+    for where, mapping in (("params", fixed), ("search_space", narrowed)):
+        for key in mapping:
+            if key not in names:
+                raise InputError(f"{strategy.name} has no parameter {key!r}",
+                                 field=f"{where}.{key}", hint=did_you_mean(key, names))
+    both = sorted(set(fixed) & set(narrowed))
+    if both:
+        raise InputError(f"{both[0]} is both fixed (params) and searched (search_space)",
+                         field=f"search_space.{both[0]}", hint="drop it from one of them")
+    checked = {}
+    for key, value in fixed.items():
+        try:
+            checked[key] = strategy.param(key).check(value)
+        except InputError as exc:
+            raise InputError(exc.message, field=f"params.{key}") from None
+    free = tuple(
+        _narrow(p, narrowed[p.name], f"search_space.{p.name}") if p.name in narrowed else p
+        for p in strategy.space if p.name not in checked
+    )
+    return SearchSpace(strategy=strategy, free=free, fixed=checked)

@@ -1,0 +1,45 @@
+"""Run a strategy through the engine: one backtest, or many trials over shared indicators."""
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from app.backtest.candles import Candles
+from app.backtest.engine import BacktestConfig, BacktestResult, backtest, evaluate
+from app.strategies.base import Strategy
+from app.strategies.cache import IndicatorCache
+
+__all__ = ["run_strategy", "score_params", "run_trials"]
+
+
+def _config_for(strategy: Strategy, params: dict, config: BacktestConfig) -> BacktestConfig:
+    overrides = strategy.execution(params)
+    return config.replace(**overrides) if overrides else config
+
+
+def _atr_for(config: BacktestConfig, cache: IndicatorCache):
+    return cache.atr(int(config.atr_period)) if config.uses_atr else None
+
+
+def run_strategy(strategy: Strategy, candles: Candles, params: dict | None = None,
+                 config: BacktestConfig = BacktestConfig(), cache: IndicatorCache | None = None
+                 ) -> BacktestResult:
+    """Validate ``params`` and run the full backtest (equity, trades, metrics)."""
+    params = strategy.validate(params)
+    cache = cache or IndicatorCache(candles)
+    cfg = _config_for(strategy, params, config)
+    return backtest(candles, strategy.positions(candles, params, cache), cfg, atr=_atr_for(cfg, cache))
+
+
+def score_params(strategy: Strategy, candles: Candles, params: dict, config: BacktestConfig,
+                 cache: IndicatorCache) -> dict:
+    """Metrics of one already-validated parameter set: the per-trial fast route."""
+    cfg = _config_for(strategy, params, config)
+    return evaluate(candles, strategy.positions(candles, params, cache), cfg, atr=_atr_for(cfg, cache))
+
+
+def run_trials(strategy: Strategy, candles: Candles, param_sets: Iterable[dict],
+               config: BacktestConfig = BacktestConfig(), cache: IndicatorCache | None = None
+               ) -> list[dict]:
+    """Metrics for each parameter set, sharing one indicator cache across them."""
+    cache = cache or IndicatorCache(candles)
+    return [score_params(strategy, candles, p, config, cache) for p in param_sets]

@@ -1,0 +1,153 @@
+"""Training-job benchmarks on real Postgres, Redis, gunicorn and Celery workers.
+
+Prints, never asserts:
+  1. the old system's job (LIQUIDITY_SWEEP, 1,000 candles, 10 random trials) from POST to
+     succeeded with one worker (the old system: 127 s);
+  2. 100,000 SMA_CROSS trials over 100,000 candles with 1 and 2 worker processes:
+     trials/s, speed-up, and the share of wall time that is not backtesting;
+  3. a bayesian job of 5,000 trials over 1,000 candles: trials/s and the share of wall
+     time in the sampler.
+
+    .venv/bin/python bench/job.py [--only 1,2,3] [--trials 100000] [--bayes-trials 5000]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
+os.environ.setdefault("TRAD_REDIS_PREFIX", f"trad-bench-{os.getpid()}:")
+
+from sqlalchemy import func, select  # noqa: E402
+
+from app.db import market_data as md  # noqa: E402
+from app.db.migrate import upgrade  # noqa: E402
+from app.db.models import Trial  # noqa: E402
+from app.db.session import dispose_engines, session_scope  # noqa: E402
+from tests.conftest import random_candles  # noqa: E402
+from tests.processes import Gunicorn, Worker  # noqa: E402
+from tests.services import create_pg_database, drop_pg_database  # noqa: E402
+
+STEP = 300_000
+START = 1_600_000_000_000 // STEP * STEP
+
+
+def call(method, url, body=None):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method,
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.loads(r.read())
+
+
+def run_job(web: Gunicorn, body: dict, timeout: float = 3600) -> tuple[dict, float]:
+    t0 = time.perf_counter()
+    started = call("POST", web.url + "/api/v2/training/start", body)
+    while True:
+        job = call("GET", web.url + started["status_url"])
+        if job["status"] in ("succeeded", "failed", "cancelled"):
+            return job, time.perf_counter() - t0
+        if time.perf_counter() - t0 > timeout:
+            raise RuntimeError("job timed out")
+        # Poll fast at first (the small job is over in a second), then gently: the poller
+        # shares the cores with the workers it measures.
+        time.sleep(0.02 if time.perf_counter() - t0 < 2 else 0.25)
+
+
+def store(url, symbol, n, seed=1):
+    with session_scope(url) as s:
+        md.upsert_candles(s, "binanceus", symbol, "5m",
+                          random_candles(n, seed=seed, start_ms=START, step_ms=STEP, vol=0.003))
+
+
+def backtest_seconds(url, job_id) -> float:
+    with session_scope(url) as s:
+        return float(s.scalar(select(func.sum(Trial.duration)).where(Trial.job_id == job_id)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--only", default="1,2,3")
+    parser.add_argument("--trials", type=int, default=100_000)
+    parser.add_argument("--bayes-trials", type=int, default=5_000)
+    parser.add_argument("--strategy", default="LIQUIDITY_SWEEP")
+    args = parser.parse_args()
+    only = set(args.only.split(","))
+    url, name = create_pg_database()
+    print(f"database {name}; cores {os.cpu_count()}")
+    try:
+        upgrade(url)
+        store(url, "BTC/USDT", 1000, seed=1)
+        store(url, "ETH/USDT", 100_000, seed=2)
+        web = Gunicorn(url, workers=1).wait_ready()
+        try:
+            if "1" in only:
+                w = Worker(url, concurrency=1).wait_ready()
+                try:
+                    body = {"strategy": args.strategy, "symbol": "BTC/USDT", "exchange": "binanceus",
+                            "timeframe": "5m", "optimizer": "random", "lookback_days": 1000 / 288,
+                            "n_iterations": 10, "run_validation": False, "min_trades": 0}
+                    run_job(web, body)  # warm: compile caches, first connections
+                    times = []
+                    for _ in range(5):
+                        job, dt = run_job(web, body)
+                        assert job["status"] == "succeeded", job["error"]
+                        times.append(dt)
+                    print(f"[1] old system's job, POST -> succeeded, 1 worker: best {min(times):.3f} s, "
+                          f"median {sorted(times)[2]:.3f} s (old system 127 s: x{127 / min(times):,.0f})")
+                finally:
+                    w.stop()
+            if "2" in only:
+                rates = {}
+                for procs in (1, 2):
+                    w = Worker(url, concurrency=procs).wait_ready()
+                    try:
+                        body = {"strategy": "SMA_CROSS", "symbol": "ETH/USDT", "exchange": "binanceus",
+                                "timeframe": "5m", "optimizer": "random", "start": START,
+                                "n_iterations": args.trials, "min_trades": 0, "seed": 5,
+                                "params": {"allow_short": False}}
+                        run_job(web, {**body, "n_iterations": 200})  # warm the processes
+                        job, dt = run_job(web, body)
+                        assert job["status"] == "succeeded", job["error"]
+                        work = backtest_seconds(url, job["job_id"])
+                        rates[procs] = args.trials / dt
+                        print(f"[2] {args.trials:,} SMA_CROSS trials x 100,000 candles, {procs} worker "
+                              f"process(es): {dt:.1f} s, {rates[procs]:,.0f} trials/s; backtesting "
+                              f"{work:.1f} core-s = {100 * work / (dt * procs):.1f}% of {procs} x wall, "
+                              f"not backtesting {100 - 100 * work / (dt * procs):.1f}%")
+                    finally:
+                        w.stop()
+                print(f"[2] speed-up 2 vs 1 worker processes: x{rates[2] / rates[1]:.2f}")
+            if "3" in only:
+                w = Worker(url, concurrency=2).wait_ready()
+                try:
+                    body = {"strategy": "SMA_CROSS", "symbol": "BTC/USDT", "exchange": "binanceus",
+                            "timeframe": "5m", "optimizer": "bayesian", "lookback_days": 1000 / 288,
+                            "n_iterations": args.bayes_trials, "min_trades": 0, "seed": 5,
+                            "batch_size": 64}
+                    job, dt = run_job(web, body)
+                    assert job["status"] == "succeeded", job["error"]
+                    sampler = job["result"]["sampler_s"]
+                    work = backtest_seconds(url, job["job_id"])
+                    print(f"[3] bayesian {args.bayes_trials:,} trials x 1,000 candles: {dt:.1f} s, "
+                          f"{args.bayes_trials / dt:,.0f} trials/s; sampler {sampler:.1f} s "
+                          f"= {100 * sampler / dt:.1f}% of wall; backtesting {work:.2f} core-s")
+                finally:
+                    w.stop()
+        finally:
+            web.stop()
+    finally:
+        dispose_engines()
+        drop_pg_database(name)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,110 @@
+"""Integration fixtures: the same storage tests run on real Postgres and on SQLite."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from app.db.migrate import upgrade
+from app.db.session import dispose_engines
+from tests.processes import Worker
+from tests.services import create_pg_database, drop_pg_database, service_missing
+
+
+@pytest.fixture(scope="session")
+def pg_url():
+    """A Postgres database created for this test run and dropped after it."""
+    try:
+        url, name = create_pg_database()
+    except Exception as exc:  # noqa: BLE001 - any connection failure means "missing"
+        service_missing("PostgreSQL", exc)
+    yield url
+    dispose_engines()
+    drop_pg_database(name)
+
+
+def _empty_tables(url: str) -> None:
+    from sqlalchemy import text
+
+    from app.db.session import get_engine
+
+    with get_engine(url).begin() as conn:
+        for table in ("configuration_stage_changes", "trials", "training_progress",
+                      "trained_configurations", "training_jobs",
+                      "market_data"):
+            conn.execute(text(f"DELETE FROM {table}"))
+
+
+@pytest.fixture
+def pg_db(pg_url):
+    """The run's Postgres database, migrated, emptied after the test."""
+    upgrade(pg_url)
+    yield pg_url
+    _empty_tables(pg_url)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path):
+    """A migrated, empty database on each backend."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'trad.sqlite3'}"
+        upgrade(url)
+        yield url
+        dispose_engines()
+        return
+    yield request.getfixturevalue("pg_db")
+
+
+# -- real Celery workers -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    import redis
+
+    url = os.environ["CELERY_BROKER_URL"]
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+    except Exception as exc:  # noqa: BLE001
+        service_missing("Redis", exc)
+    return url
+
+
+_EXPLODES = '''
+import numpy as np
+from app.strategies.base import IntParam, Strategy
+
+
+class Explodes(Strategy):
+    """Long always, except that it raises for large thresholds: a strategy with a bug."""
+
+    name = "EXPLODES"
+    space = (IntParam("threshold", 1, 100, default=5),)
+
+    def positions(self, candles, params, cache):
+        if params["threshold"] > 50:
+            raise ValueError(f"threshold {params['threshold']} is too big")
+        return np.ones(len(candles))
+'''
+
+
+@pytest.fixture(scope="session")
+def plugin_dir(tmp_path_factory):
+    """A third-party strategy package, found through the trad.strategies entry points."""
+    root = tmp_path_factory.mktemp("plugins")
+    (root / "broken_strats.py").write_text(_EXPLODES)
+    dist = root / "broken_strats-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-strats\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[trad.strategies]\nEXPLODES = broken_strats:Explodes\n")
+    return root
+
+
+@pytest.fixture(scope="session")
+def worker(pg_url, redis_url, plugin_dir):
+    """One worker (two pool processes) for the tests that share it, with the test plugin
+    installed (on its PYTHONPATH only: the test process does not list it)."""
+    upgrade(pg_url)
+    w = Worker(pg_url, extra_env={"PYTHONPATH": str(plugin_dir)}).wait_ready()
+    yield w
+    w.stop()

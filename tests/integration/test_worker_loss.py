@@ -1,0 +1,56 @@
+"""A worker killed with SIGKILL mid-job loses no trial and counts none twice."""
+from __future__ import annotations
+
+import time
+
+from sqlalchemy import func, select
+
+from app.config import load_settings
+from app.db import market_data as md
+from app.db.models import Trial
+from app.db.session import session_scope
+from app.services import training
+from tests.conftest import random_candles
+from tests.processes import Worker
+from tests.integration.test_training_jobs import START, STEP, wait_for
+from workers import pipeline
+
+
+def stored(url, job_id):
+    with session_scope(url) as s:
+        return s.scalar(select(func.count()).select_from(Trial).where(Trial.job_id == job_id))
+
+
+def test_sigkill_mid_job_then_a_new_worker_finishes_with_exactly_n_trials(pg_db, redis_url, tmp_path):
+    settings = load_settings({"DATABASE_URL": pg_db, "TRAD_HOME": str(tmp_path)})
+    with session_scope(pg_db) as s:
+        md.upsert_candles(s, "binanceus", "BTC/USDT", "5m",
+                          random_candles(60_000, seed=4, start_ms=START, step_ms=STEP))
+    first = Worker(pg_db, concurrency=1).wait_ready()
+    try:
+        n = 6000
+        job = training.submit(settings, {
+            "strategy": "SMA_CROSS", "symbol": "BTC/USDT", "exchange": "binanceus",
+            "timeframe": "5m", "optimizer": "random", "lookback_days": 200,
+            "n_iterations": n, "min_trades": 1, "seed": 9}, pipeline.enqueue_start)
+        deadline = time.monotonic() + 60
+        while stored(pg_db, job["job_id"]) == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        before = stored(pg_db, job["job_id"])
+        assert 0 < before < n, "the job must be mid-way when the worker dies"
+    finally:
+        first.kill()
+    assert training.get_job(settings, job["job_id"])["status"] == "running"
+    killed_at = time.monotonic()
+    second = Worker(pg_db, concurrency=2).wait_ready()
+    try:
+        done = wait_for(settings, job["job_id"], timeout=180)
+    finally:
+        second.stop()
+    print(f"before kill {before}/{n}; recovered in {time.monotonic() - killed_at:.1f} s")
+    assert done["status"] == "succeeded", done["error"]
+    with session_scope(pg_db) as s:
+        numbers = list(s.scalars(select(Trial.number).where(Trial.job_id == job["job_id"])
+                                 .order_by(Trial.number)))
+    assert numbers == list(range(n))
+    assert done["trials_done"] == n

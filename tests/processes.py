@@ -1,0 +1,108 @@
+"""The Procfile's processes, started for real by the tests: Celery workers, gunicorn."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+class _Process:
+    """A child process in its own session, its output in a log file."""
+
+    proc: subprocess.Popen
+    log_path: Path
+
+    def output(self) -> str:
+        self.log.flush()
+        return self.log_path.read_text(errors="replace")[-5000:]
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group: no goodbye."""
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait(timeout=30)
+        self.log.close()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        if not self.log.closed:
+            self.log.close()
+
+
+class Worker(_Process):
+    """A real `celery worker` process on this run's database and Redis prefix."""
+
+    def __init__(self, db_url: str, concurrency: int = 2, queues: str = "trad.trials,trad.control",
+                 extra_env: dict | None = None):
+        self.name = f"trad-test-{uuid.uuid4().hex[:8]}@localhost"
+        env = {**os.environ, "DATABASE_URL": db_url, "PYTHONUNBUFFERED": "1", **(extra_env or {})}
+        self.log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"{self.name}.log"
+        self.log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker",
+             "-Q", queues, "-c", str(concurrency), "--pool", "prefork", "-n", self.name,
+             "--without-mingle", "--without-gossip", "-l", "INFO"],
+            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
+            start_new_session=True)
+
+    def wait_ready(self, timeout: float = 90.0) -> Worker:
+        from workers.celery_app import celery_app
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"worker exited with {self.proc.returncode}:\n{self.output()}")
+            if celery_app.control.ping(destination=[self.name], timeout=0.5):
+                return self
+        raise RuntimeError(f"worker not ready after {timeout} s:\n{self.output()}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Gunicorn(_Process):
+    """The `web` process of the Procfile on a free port."""
+
+    def __init__(self, db_url: str, workers: int = 2, extra_env: dict | None = None):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, "DATABASE_URL": db_url, "PYTHONUNBUFFERED": "1", **(extra_env or {})}
+        self.log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"gunicorn-{self.port}.log"
+        self.log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{self.port}", "--workers", str(workers),
+             "app:create_app()"],
+            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def wait_ready(self, timeout: float = 60.0) -> Gunicorn:
+        import urllib.request
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"gunicorn exited:\n{self.output()}")
+            try:
+                with urllib.request.urlopen(self.url + "/healthz", timeout=1) as r:
+                    if r.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError(f"gunicorn not ready:\n{self.output()}")

@@ -1,0 +1,79 @@
+"""Search spaces: fixed and narrowed parameters, grids, random draws, optuna rounds."""
+import pytest
+
+from app.errors import InputError
+from app.optimize.rounds import PastTrial, ask_round
+from app.optimize.space import build_space
+from app.strategies import get_strategy
+
+SMA = get_strategy("SMA_CROSS")
+
+
+def test_grid_holds_only_feasible_points_in_a_fixed_order():
+    space = build_space(SMA, {"allow_short": False}, {"fast": {"low": 5, "high": 20, "step": 5},
+                                                      "slow": {"low": 10, "high": 20, "step": 5}})
+    assert space.grid_size() == 4 * 3
+    points = [(p["fast"], p["slow"]) for p in space.grid()]
+    assert points == [(5, 10), (5, 15), (5, 20), (10, 15), (10, 20), (15, 20)]
+    assert all(p["allow_short"] is False for p in space.grid())
+
+
+def test_random_draws_are_feasible_and_repeat_for_a_seed():
+    space = build_space(SMA, narrowed={"fast": [2, 60], "slow": [3, 61]})
+    a, b = space.sample(300, seed=4), space.sample(300, seed=4)
+    assert a == b and a != space.sample(300, seed=5)
+    assert all(2 <= p["fast"] < p["slow"] <= 61 for p in a)
+
+
+@pytest.mark.parametrize("fixed,narrowed,field", [
+    ({"fats": 3}, None, "params.fats"),
+    ({"fast": 1}, None, "params.fast"),
+    (None, {"slow": [50, 10]}, "search_space.slow"),
+    (None, {"slow": [1, 10]}, "search_space.slow"),
+    (None, {"slow": {"low": 10, "hi": 20}}, "search_space.slow"),
+    (None, {"allow_short": []}, "search_space.allow_short"),
+    ({"fast": 5}, {"fast": [5, 9]}, "search_space.fast"),
+])
+def test_bad_spaces_name_the_field(fixed, narrowed, field):
+    with pytest.raises(InputError) as info:
+        build_space(SMA, fixed, narrowed)
+    assert info.value.field == field
+
+
+def test_an_empty_feasible_region_is_reported():
+    space = build_space(SMA, narrowed={"fast": [100, 200], "slow": [3, 50]})
+    assert space.grid() == []
+    with pytest.raises(InputError, match="no feasible parameters"):
+        space.sample(1, seed=0)
+
+
+@pytest.mark.parametrize("optimizer", ["bayesian", "cmaes", "genetic"])
+def test_rounds_are_a_pure_function_of_history_seed_and_round(optimizer):
+    space = build_space(SMA, {"allow_short": False}, {"fast": [2, 40], "slow": [5, 80]})
+
+    def run():
+        history, state = [], {}
+        for round_no in range(4):
+            asked, state = ask_round(space, optimizer, 11, round_no, 8, history, state)
+            assert len(asked) == 8
+            for a in asked:
+                assert a.params["fast"] < a.params["slow"]
+                value = -abs(a.params["fast"] - 10) - abs(a.params["slow"] - 40) / 4
+                history.append(PastTrial(len(history), a.params, value, a.system_attrs))
+        return [t.params for t in history]
+
+    first = run()
+    assert first == run()
+    assert len({(p["fast"], p["slow"]) for p in first}) > 8
+
+
+def test_bayesian_moves_toward_better_values():
+    space = build_space(SMA, {"allow_short": False}, {"fast": [2, 100], "slow": [3, 200]})
+    history = []
+    for round_no in range(8):
+        asked, _ = ask_round(space, "bayesian", 3, round_no, 16, history)
+        for a in asked:
+            value = -abs(a.params["fast"] - 20) - abs(a.params["slow"] - 120) / 2
+            history.append(PastTrial(len(history), a.params, value, a.system_attrs))
+    first, last = history[:16], history[-16:]
+    assert max(t.value for t in last) > max(t.value for t in first)

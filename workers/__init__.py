@@ -1,0 +1,1 @@
+"""Celery side of Trad: the app, thin tasks and the chord pipeline."""

@@ -1,0 +1,63 @@
+"""Builds and sends the canvas of one round: chord(group(run_trials...), finish_round),
+with an errback that ends the job failed. No backtest logic here.
+
+In eager mode (the embedded default) the same signatures run in-process; a finished
+round's next round is queued on a trampoline instead of nesting inside the previous
+one, so a job of hundreds of rounds does not grow the stack.
+"""
+from __future__ import annotations
+
+import threading
+
+from celery import chord, group
+
+from workers.celery_app import CONTROL_QUEUE, TRIALS_QUEUE, celery_app
+
+__all__ = ["enqueue_start", "enqueue_export", "dispatch_round", "broker_priority"]
+
+_local = threading.local()
+
+
+def broker_priority(priority: int) -> int:
+    """API priority 9 runs first; Redis' emulated priorities run 0 first."""
+    return 9 - int(priority)
+
+
+def enqueue_start(job_id: str, priority: int = 5) -> None:
+    from workers.tasks import start_job
+
+    _send(start_job.signature((job_id,), queue=CONTROL_QUEUE, priority=broker_priority(priority)))
+
+
+def enqueue_export(job_id: str) -> None:
+    from workers.tasks import export_study
+
+    _send(export_study.signature((job_id,), queue=CONTROL_QUEUE, priority=9))
+
+
+def dispatch_round(job_id: str, round_no: int, chunks: list, priority: int = 5) -> None:
+    from workers.tasks import finish_round, on_chord_error, run_trials
+
+    expected = sum(len(c.numbers) for c in chunks)
+    p = broker_priority(priority)
+    header = group(run_trials.signature((job_id, round_no, c.to_message()), queue=TRIALS_QUEUE,
+                                        priority=p) for c in chunks)
+    body = finish_round.signature((job_id, round_no, expected), queue=CONTROL_QUEUE, priority=p)
+    body.link_error(on_chord_error.signature((job_id,), queue=CONTROL_QUEUE))
+    _send(chord(header, body))
+
+
+def _send(signature) -> None:
+    if not celery_app.conf.task_always_eager:
+        signature.apply_async()
+        return
+    pending = getattr(_local, "pending", None)
+    if pending is not None:
+        pending.append(signature)
+        return
+    _local.pending = [signature]
+    try:
+        while _local.pending:
+            _local.pending.pop(0).apply_async()
+    finally:
+        _local.pending = None
