@@ -19,16 +19,22 @@ def _settings():
     return celery_app.conf.trad_settings
 
 
+def _redelivered(task) -> bool:
+    """True when the broker sent this message again because the worker that had it died
+    (or its pool process was killed) before acknowledging it."""
+    return bool((task.request.delivery_info or {}).get("redelivered"))
+
+
 def _fail(job_id: str, exc: BaseException) -> None:
     message = str(exc) if isinstance(exc, TradError) else f"{exc.__class__.__name__}: {exc}"
     training.fail_job(_settings(), job_id, message)
 
 
-@shared_task(name="trad.start_job")
-def start_job(job_id: str) -> dict:
+@shared_task(name="trad.start_job", bind=True)
+def start_job(self, job_id: str) -> dict:
     """Load and fingerprint the candles, then send round 0 as a chord."""
     try:
-        chunks = training.start_job(_settings(), job_id)
+        chunks = training.start_job(_settings(), job_id, resume=_redelivered(self))
     except Exception as exc:
         _fail(job_id, exc)
         if isinstance(exc, TradError):
@@ -38,10 +44,12 @@ def start_job(job_id: str) -> dict:
         # A walk-forward: every fold is a job of its own, started in parallel.
         for child in chunks:
             pipeline.enqueue_start(child.job_id, child.priority)
+        training.mark_dispatched(_settings(), job_id, 0)
         return {"job_id": job_id, "folds": len(chunks)}
     if chunks:
         job = training.get_job(_settings(), job_id)
         pipeline.dispatch_round(job_id, 0, chunks, job["priority"])
+        training.mark_dispatched(_settings(), job_id, 0)
     return {"job_id": job_id, "chunks": len(chunks)}
 
 
@@ -59,7 +67,8 @@ def run_trials(job_id: str, round_no: int, chunk: dict) -> dict:
 def finish_round(self, results: list, job_id: str, round_no: int, expected: int) -> dict:
     """The chord's body: tell the round, then send the next one or finish the job."""
     try:
-        outcome = training.finish_round(_settings(), job_id, round_no, expected)
+        outcome = training.finish_round(_settings(), job_id, round_no, expected,
+                                        resume=_redelivered(self))
     except Exception as exc:
         _fail(job_id, exc)
         if isinstance(exc, TradError):
@@ -77,6 +86,7 @@ def finish_round(self, results: list, job_id: str, round_no: int, expected: int)
     if "next" in outcome:
         job = training.get_job(_settings(), job_id)
         pipeline.dispatch_round(job_id, outcome["round"], outcome["next"], job["priority"])
+        training.mark_dispatched(_settings(), job_id, outcome["round"])
         return {"job_id": job_id, "next_round": outcome["round"]}
     if outcome.get("done") == "succeeded":
         pipeline.enqueue_export(job_id)

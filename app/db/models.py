@@ -84,6 +84,11 @@ class TrainingJob(Base):
                                                   index=True)
     fold: Mapped[int | None] = mapped_column(Integer)
     sampler_state: Mapped[dict | None] = mapped_column(JsonType)
+    # Resuming after a worker died mid-step (see app.services.training.start_job): the plan
+    # of the current round, the last round whose chord was sent, and how often it resumed.
+    round_plan: Mapped[dict | None] = mapped_column(JsonType)
+    dispatched_round: Mapped[int | None] = mapped_column(Integer)
+    recoveries: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     trials_done: Mapped[int] = mapped_column(Integer, default=0)
     best_value: Mapped[float | None] = mapped_column(Float(53))
     best_params: Mapped[dict | None] = mapped_column(JsonType)

@@ -60,6 +60,7 @@ __all__ = [
     "list_progress",
     "cancel",
     "start_job",
+    "mark_dispatched",
     "run_chunk",
     "finish_round",
     "fail_job",
@@ -338,14 +339,16 @@ def _load_job_candles(settings: Settings, job: TrainingJob) -> tuple[Candles, In
     return entry
 
 
-def _chunks(numbers: list[int], params: list[dict], attrs: list[dict], per_trial_s: float) -> list[Chunk]:
-    n = len(numbers)
+def _chunk_size(n: int, per_trial_s: float) -> int:
     by_time = max(1, int(CHUNK_TARGET_S / max(per_trial_s, 1e-7)))
     floor = max(1, int(math.ceil(CHUNK_MIN_S / max(per_trial_s, 1e-7))))
     size = max(floor, min(by_time, int(math.ceil(n / MIN_CHUNKS))))
-    size = max(1, min(size, MAX_CHUNK))
+    return max(1, min(size, MAX_CHUNK))
+
+
+def _split(numbers: list[int], params: list[dict], attrs: list[dict], size: int) -> list[Chunk]:
     return [Chunk(numbers[i:i + size], params[i:i + size], attrs[i:i + size])
-            for i in range(0, n, size)]
+            for i in range(0, len(numbers), size)]
 
 
 def _per_trial_seconds(strategy, candles, cache, config, space) -> float:
@@ -393,17 +396,77 @@ def _plan_round(settings: Settings, job: TrainingJob, request: TrainingRequest, 
         params = [a.params for a in asked]
         attrs = [a.system_attrs for a in asked]
     numbers = list(range(first_number, first_number + len(params)))
-    return _chunks(numbers, params, attrs, per_trial_s), state
+    size = _chunk_size(len(numbers), per_trial_s)
+    # Enough to send this round again, the same trials in the same chunks, if the worker
+    # dies between this commit and the chord (see _resume). Grid and random params are
+    # derived again from the seed; a sequential round's asked params are kept (a batch).
+    job.round_plan = {"round": round_no, "size": size}
+    if request.optimizer in SEQUENTIAL_OPTIMIZERS:
+        job.round_plan |= {"first": first_number, "params": params, "attrs": attrs}
+    return _split(numbers, params, attrs, size), state
 
 
-def start_job(settings: Settings, job_id: str) -> list:
+def _planned_chunks(job: TrainingJob, request: TrainingRequest) -> list[Chunk]:
+    """The chunks of the job's current round as planned, or [] if it has none (finishing)."""
+    plan = job.round_plan or {}
+    if plan.get("round") != job.round:
+        return []
+    if "params" in plan:
+        first, params, attrs = plan["first"], plan["params"], plan["attrs"]
+    else:
+        space = request.space()
+        params = space.grid() if job.optimizer == "grid" else space.sample(job.n_trials, job.seed)
+        first, attrs = 0, [{}] * len(params)
+    return _split(list(range(first, first + len(params))), params, attrs, plan["size"])
+
+
+# A control task (start_job, finish_round) redelivered after its worker died resumes the job
+# at most this many times; a step that kills its worker every time fails the job instead.
+MAX_RECOVERIES = 3
+
+
+def _count_recovery(session, job: TrainingJob, what: str) -> None:
+    job.recoveries = (job.recoveries or 0) + 1
+    if job.recoveries > MAX_RECOVERIES:
+        raise JobFailed(f"the worker running this job was lost {MAX_RECOVERIES} times in the middle "
+                        f"of a step (killed, out of memory, or past TRAD_TASK_HARD_LIMIT_S); "
+                        "resubmit it with fewer trials or a shorter range, or raise the limit")
+    job.updated_at = repo.utcnow()
+    repo.add_progress(session, job, "running", f"resuming after a lost worker: {what}")
+    log.warning("job resumed job_id=%s step=%s recoveries=%d", job.id, what, job.recoveries)
+
+
+def mark_dispatched(settings: Settings, job_id: str, round_no: int) -> None:
+    """Record that round ``round_no``'s chord (or a walk-forward's folds) went to the broker."""
+    with session_scope(settings.database_url) as session:
+        session.execute(update(TrainingJob).where(
+            TrainingJob.id == job_id,
+            (TrainingJob.dispatched_round.is_(None)) | (TrainingJob.dispatched_round < round_no))
+            .values(dispatched_round=round_no))
+
+
+def start_job(settings: Settings, job_id: str, resume: bool = False) -> list:
     """Load and fingerprint the candles, mark the job running, plan round 0. Returns the
-    round's chunks, or, for a walk-forward, the fold jobs to start (``ChildJob``s)."""
+    round's chunks, or, for a walk-forward, the fold jobs to start (``ChildJob``s).
+
+    ``resume``: this is a redelivery (the worker that ran it died). A running job whose
+    round 0 never went out gets its planned chunks (or its folds still queued) again;
+    sending them twice is harmless, trials being idempotent on (job_id, number)."""
     with session_scope(settings.database_url) as session:
         job = repo.lock_job(session, job_id)
         if job is None:
             raise JobFailed(f"no training job {job_id}")
         if job.status != "queued":
+            if resume and job.status == "running" and job.dispatched_round is None:
+                _count_recovery(session, job, "start")
+                request = _request_of(job)
+                if job.parent_id is None and parse_validation(
+                        request.validation, request.run_validation).method == "walk_forward":
+                    return [ChildJob(c.id, c.priority) for c in session.scalars(
+                        select(TrainingJob).where(TrainingJob.parent_id == job_id,
+                                                  TrainingJob.status == "queued")
+                        .order_by(TrainingJob.fold))]
+                return _planned_chunks(job, request)
             log.info("start skipped job_id=%s status=%s", job_id, job.status)
             return []
         request = _request_of(job)
@@ -545,35 +608,60 @@ def run_chunk(settings: Settings, job_id: str, round_no: int, chunk: Chunk) -> d
     return {"job_id": job_id, "round": round_no, "inserted": inserted, "best": best}
 
 
-def finish_round(settings: Settings, job_id: str, round_no: int, expected: int) -> dict:
+def finish_round(settings: Settings, job_id: str, round_no: int, expected: int,
+                 resume: bool = False) -> dict:
     """After a round's chunks: check every trial is stored, then plan the next round or
     finish the job. Returns ``{"next": [chunks...]}``, ``{"retry": True}`` (trials still
-    missing: a redelivered chunk is on its way), or ``{"done": status}``."""
+    missing: a redelivered chunk is on its way), or ``{"done": status}``.
+
+    ``resume``: a redelivery of a finish_round whose worker died after it moved the job on
+    (committed round + 1) but before it sent the next round or finished the job: it does
+    that step again. Without ``resume`` such a call is a duplicate and does nothing."""
     with session_scope(settings.database_url) as session:
         job = repo.lock_job(session, job_id)
-        if job is None or job.status != "running" or job.round != round_no:
+        if job is None or job.status != "running":
             return {"done": job.status if job else "missing"}
-        stored = repo.round_trials(session, job_id, round_no)
-        if stored < expected:
-            return {"retry": True, "stored": stored, "expected": expected}
-        request = _request_of(job)
-        if job.optimizer in SEQUENTIAL_OPTIMIZERS and job.trials_done < job.n_trials:
-            history = _history(session, job_id)
-            est = (job.result or {}).get("est_trial_ms", 1.0) / 1e3
-            t0 = time.perf_counter()
-            chunks, state = _plan_round(settings, job, request, round_no + 1, len(history), history, est)
-            job.round = round_no + 1
-            job.sampler_state = state
-            # Time in the sampler (history load excluded), kept for the benchmarks.
-            result = dict(job.result or {})
-            result["sampler_s"] = round(result.get("sampler_s", 0.0) + time.perf_counter() - t0, 6)
-            job.result = result
-            job.updated_at = repo.utcnow()
-            repo.add_progress(session, job, "running", f"round {round_no + 1}: {len(chunks)} chunks")
-            return {"next": chunks, "round": round_no + 1}
-        job.round = round_no + 1  # claims the finish: a duplicate finish_round now stops above
-        repo.add_progress(session, job, "finishing", "validating the best trial")
+        if job.round != round_no:
+            if not (resume and job.round == round_no + 1):
+                return {"done": job.status}
+            if job.dispatched_round is not None and job.dispatched_round >= job.round:
+                return {"done": job.status}  # the next round went out before the worker died
+            chunks = _planned_chunks(job, _request_of(job))
+            _count_recovery(session, job, f"round {job.round}" if chunks else "finish")
+            if chunks:
+                return {"next": chunks, "round": job.round}
+        else:
+            outcome = _finish_round_locked(settings, session, job, round_no, expected)
+            if outcome is not None:
+                return outcome
     return {"done": _finish_job(settings, job_id)}
+
+
+def _finish_round_locked(settings: Settings, session, job: TrainingJob, round_no: int,
+                         expected: int) -> dict | None:
+    """finish_round with the job locked; None when the job is to be finished."""
+    job_id = job.id
+    stored = repo.round_trials(session, job_id, round_no)
+    if stored < expected:
+        return {"retry": True, "stored": stored, "expected": expected}
+    request = _request_of(job)
+    if job.optimizer in SEQUENTIAL_OPTIMIZERS and job.trials_done < job.n_trials:
+        history = _history(session, job_id)
+        est = (job.result or {}).get("est_trial_ms", 1.0) / 1e3
+        t0 = time.perf_counter()
+        chunks, state = _plan_round(settings, job, request, round_no + 1, len(history), history, est)
+        job.round = round_no + 1
+        job.sampler_state = state
+        # Time in the sampler (history load excluded), kept for the benchmarks.
+        result = dict(job.result or {})
+        result["sampler_s"] = round(result.get("sampler_s", 0.0) + time.perf_counter() - t0, 6)
+        job.result = result
+        job.updated_at = repo.utcnow()
+        repo.add_progress(session, job, "running", f"round {round_no + 1}: {len(chunks)} chunks")
+        return {"next": chunks, "round": round_no + 1}
+    job.round = round_no + 1  # claims the finish: a duplicate finish_round now stops above
+    repo.add_progress(session, job, "finishing", "validating the best trial")
+    return None
 
 
 # The top trials whose per-bar returns feed the PBO (a job may have 100,000 trials; the

@@ -85,6 +85,20 @@ class Explodes(Strategy):
         if params["threshold"] > 50:
             raise ValueError(f"threshold {params['threshold']} is too big")
         return np.ones(len(candles))
+
+
+class Slow(Strategy):
+    """In and out every ``period`` bars, slowly (0.15 s a run): a finish long enough to
+    kill the worker in the middle of it."""
+
+    name = "SLOW"
+    space = (IntParam("period", 2, 40, default=5),)
+
+    def positions(self, candles, params, cache):
+        import time
+
+        time.sleep(0.15)
+        return (np.arange(len(candles)) // params["period"] % 2).astype(float)
 '''
 
 
@@ -96,7 +110,8 @@ def plugin_dir(tmp_path_factory):
     dist = root / "broken_strats-1.0.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-strats\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text("[trad.strategies]\nEXPLODES = broken_strats:Explodes\n")
+    (dist / "entry_points.txt").write_text("[trad.strategies]\nEXPLODES = broken_strats:Explodes\n"
+                                                  "SLOW = broken_strats:Slow\n")
     return root
 
 

@@ -54,3 +54,42 @@ def test_sigkill_mid_job_then_a_new_worker_finishes_with_exactly_n_trials(pg_db,
                                  .order_by(Trial.number)))
     assert numbers == list(range(n))
     assert done["trials_done"] == n
+
+
+def test_sigkill_while_finishing_then_a_new_worker_finishes_the_job_once(pg_db, redis_url, tmp_path,
+                                                                         plugin_dir):
+    """The finish (validation, statistics, the configuration) is the longest step of a job's
+    control tasks; its worker killed there, the redelivered finish_round runs it again."""
+    import sys
+
+    settings = load_settings({"DATABASE_URL": pg_db, "TRAD_HOME": str(tmp_path)})
+    with session_scope(pg_db) as s:
+        md.upsert_candles(s, "binanceus", "BTC/USDT", "5m",
+                          random_candles(2000, seed=4, start_ms=START, step_ms=STEP))
+    env = {"PYTHONPATH": str(plugin_dir)}
+    first = Worker(pg_db, concurrency=1, extra_env=env).wait_ready()
+    sys.path.insert(0, str(plugin_dir))  # SLOW is a plugin; the API side checks the name too
+    try:
+        job_id = training.submit(settings, {
+            "strategy": "SLOW", "symbol": "BTC/USDT", "exchange": "binanceus", "timeframe": "5m",
+            "optimizer": "random", "lookback_days": 5, "n_iterations": 12, "min_trades": 1,
+            "seed": 2}, pipeline.enqueue_start)["job_id"]
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not any(
+                p["stage"] == "finishing" for p in training.list_progress(settings, job_id)["progress"]):
+            time.sleep(0.05)
+    finally:
+        first.kill()
+        sys.path.remove(str(plugin_dir))
+    assert training.get_job(settings, job_id)["status"] == "running", "killed before the finish ended"
+    second = Worker(pg_db, concurrency=1, extra_env=env).wait_ready()
+    try:
+        done = wait_for(settings, job_id, timeout=120)
+    finally:
+        second.stop()
+    assert done["status"] == "succeeded", done["error"]
+    assert done["trials_done"] == 12
+    messages = [p["message"] for p in training.list_progress(settings, job_id)["progress"]]
+    assert "resuming after a lost worker: finish" in messages
+    configs = training.list_configurations(settings)["configurations"]
+    assert [c["name"] for c in configs] == [done["result"]["configuration"]]

@@ -1,0 +1,116 @@
+"""A control task redelivered after its worker died resumes the job where it stopped.
+
+The worker that runs start_job or finish_round commits a step (job running, round + 1)
+and then sends the next chord; killed between the two, the broker redelivers the message
+(flagged ``redelivered``) and the step's chunks must go out again, or the finish run again,
+instead of leaving the job running forever. These tests drive the services the tasks call,
+on both databases; test_worker_loss kills real workers.
+"""
+from __future__ import annotations
+
+import pytest
+
+from app.config import load_settings
+from app.db import market_data as md
+from app.db.session import session_scope
+from app.services import training
+from tests.conftest import random_candles
+from tests.integration.test_training_jobs import START, STEP
+
+
+@pytest.fixture
+def settings(db_url, tmp_path):
+    with session_scope(db_url) as session:
+        md.upsert_candles(session, "binanceus", "BTC/USDT", "5m",
+                          random_candles(1500, seed=5, start_ms=START, step_ms=STEP, vol=0.004))
+    return load_settings({"DATABASE_URL": db_url, "TRAD_HOME": str(tmp_path)})
+
+
+def submit(settings, **changes) -> str:
+    body = {"strategy": "SMA_CROSS", "symbol": "BTC/USDT", "exchange": "binanceus",
+            "timeframe": "5m", "optimizer": "random", "lookback_days": 5, "n_iterations": 30,
+            "min_trades": 1, "seed": 7, **changes}
+    return training.submit(settings, body, lambda job_id, priority: None)["job_id"]
+
+
+def plan(chunks) -> list:
+    return [(c.numbers, c.params, c.system_attrs) for c in chunks]
+
+
+def run_round(settings, job_id, round_no, chunks) -> dict:
+    for chunk in chunks:
+        training.run_chunk(settings, job_id, round_no, chunk)
+    return training.finish_round(settings, job_id, round_no, sum(len(c.numbers) for c in chunks))
+
+
+GRID = {"n_iterations": 40, "search_space": {"fast": {"low": 5, "high": 45, "step": 10},
+                                            "slow": {"low": 50, "high": 200, "step": 50},
+                                            "allow_short": [False, True]}}
+
+
+@pytest.mark.parametrize("optimizer,extra", [("random", {}), ("grid", GRID),
+                                             ("bayesian", {"batch_size": 8})])
+def test_a_redelivered_start_sends_round_0_again_until_it_went_out(settings, optimizer, extra):
+    job_id = submit(settings, optimizer=optimizer, **extra)
+    first = training.start_job(settings, job_id)
+    assert first
+    # A duplicate start (not a redelivery) does nothing; a redelivery plans the same chunks.
+    assert training.start_job(settings, job_id) == []
+    assert plan(training.start_job(settings, job_id, resume=True)) == plan(first)
+    training.mark_dispatched(settings, job_id, 0)
+    assert training.start_job(settings, job_id, resume=True) == []
+    progress = training.list_progress(settings, job_id)["progress"]
+    assert any("resuming after a lost worker: start" in p["message"] for p in progress)
+
+
+def test_a_redelivered_finish_round_sends_the_planned_round_again(settings):
+    job_id = submit(settings, optimizer="bayesian", batch_size=10)
+    round0 = training.start_job(settings, job_id)
+    training.mark_dispatched(settings, job_id, 0)
+    outcome = run_round(settings, job_id, 0, round0)
+    assert outcome["round"] == 1
+    # The worker died before sending round 1: the redelivered finish_round sends it.
+    assert training.finish_round(settings, job_id, 0, 10) == {"done": "running"}
+    again = training.finish_round(settings, job_id, 0, 10, resume=True)
+    assert again["round"] == 1 and plan(again["next"]) == plan(outcome["next"])
+    training.mark_dispatched(settings, job_id, 1)
+    assert training.finish_round(settings, job_id, 0, 10, resume=True) == {"done": "running"}
+
+
+def test_a_redelivered_finish_round_finishes_a_job_whose_finish_was_lost(settings):
+    job_id = submit(settings)
+    chunks = training.start_job(settings, job_id)
+    for chunk in chunks:
+        training.run_chunk(settings, job_id, 0, chunk)
+    # What finish_round commits before _finish_job: the claim of the finish. The worker
+    # dies there; the redelivered message must finish the job, and only once.
+    from app.db import training as repo
+
+    with session_scope(settings.database_url) as session:
+        job = repo.lock_job(session, job_id)
+        job.round = 1
+    assert training.finish_round(settings, job_id, 0, 30) == {"done": "running"}
+    assert training.finish_round(settings, job_id, 0, 30, resume=True) == {"done": "succeeded"}
+    done = training.get_job(settings, job_id)
+    assert done["status"] == "succeeded" and done["trials_done"] == 30
+    assert training.finish_round(settings, job_id, 0, 30, resume=True) == {"done": "succeeded"}
+    configs = training.list_configurations(settings)["configurations"]
+    assert [c["name"] for c in configs] == [done["result"]["configuration"]]
+
+
+def test_a_step_that_keeps_losing_its_worker_fails_the_job(settings):
+    job_id = submit(settings)
+    training.start_job(settings, job_id)
+    for _ in range(training.MAX_RECOVERIES):
+        assert training.start_job(settings, job_id, resume=True)
+    with pytest.raises(training.JobFailed, match="lost 3 times"):
+        training.start_job(settings, job_id, resume=True)
+
+
+def test_a_redelivered_walk_forward_start_starts_the_folds_still_queued(settings):
+    job_id = submit(settings, n_iterations=40, validation={"method": "walk_forward", "folds": 2})
+    children = training.start_job(settings, job_id)
+    assert len(children) == 2
+    assert training.start_job(settings, children[0].job_id)  # fold 0 started, fold 1 was lost
+    again = training.start_job(settings, job_id, resume=True)
+    assert [c.job_id for c in again] == [children[1].job_id]
