@@ -109,6 +109,10 @@ class Settings:
     # and Redis never hands a task still legitimately running to a second worker.
     task_time_limits: tuple[float, float, float] = (600.0, 660.0, 3600.0)
     redis_prefix: str = ""
+    # A running job with no progress for this long lost a message (every redelivery would
+    # have come by then): the watchdog sends its missing work again. Default: the
+    # visibility timeout plus two minutes (the brokers' restore scans come within that).
+    stall_after_s: float = 3720.0
     # Where the lifecycle rules cut (app.validation.confidence.Thresholds), from
     # TRAD_THRESHOLD_<FIELD> variables, e.g. TRAD_THRESHOLD_LIVE_MIN_DSR=0.97.
     thresholds: object = None
@@ -200,6 +204,7 @@ def load_settings(environ: dict | None = None) -> Settings:
         data_watch_interval_s=_float(env, "TRAD_DATA_WATCH_INTERVAL_S", 60.0),
         log_level=env.get("TRAD_LOG_LEVEL", "INFO").upper(),
         task_time_limits=_time_limits(env),
+        stall_after_s=_float(env, "TRAD_STALL_AFTER_S", _time_limits(env)[2] + 120.0),
         thresholds=_thresholds(env),
         redis_prefix=env.get("TRAD_REDIS_PREFIX", ""),
         extra={k: v for k, v in (("optuna_storage", env.get("TRAD_OPTUNA_STORAGE")),) if v is not None},

@@ -13,7 +13,8 @@ from celery import chord, group
 
 from workers.celery_app import CONTROL_QUEUE, TRIALS_QUEUE, celery_app
 
-__all__ = ["enqueue_start", "enqueue_export", "dispatch_round", "broker_priority"]
+__all__ = ["enqueue_start", "enqueue_export", "enqueue_finish", "dispatch_round", "send_repairs",
+           "broker_priority"]
 
 _local = threading.local()
 
@@ -35,16 +36,48 @@ def enqueue_export(job_id: str) -> None:
     _send(export_study.signature((job_id,), queue=CONTROL_QUEUE, priority=9))
 
 
-def dispatch_round(job_id: str, round_no: int, chunks: list, priority: int = 5) -> None:
+def enqueue_finish(job_id: str, round_no: int, expected: int, priority: int = 5,
+                   resume: bool = False) -> None:
+    """finish_round alone: a round whose chord's callback, or whose finish, was lost."""
+    from workers.tasks import finish_round
+
+    _send(finish_round.signature(([], job_id, round_no, expected), {"resume": resume},
+                                 queue=CONTROL_QUEUE, priority=broker_priority(priority)))
+
+
+def dispatch_round(job_id: str, round_no: int, chunks: list, priority: int = 5,
+                   expected: int | None = None) -> None:
+    """The round's chunks as a chord; ``expected``: the round's size when the chunks are
+    only its missing part (a repair)."""
     from workers.tasks import finish_round, on_chord_error, run_trials
 
-    expected = sum(len(c.numbers) for c in chunks)
+    if expected is None:
+        expected = sum(len(c.numbers) for c in chunks)
     p = broker_priority(priority)
     header = group(run_trials.signature((job_id, round_no, c.to_message()), queue=TRIALS_QUEUE,
                                         priority=p) for c in chunks)
     body = finish_round.signature((job_id, round_no, expected), queue=CONTROL_QUEUE, priority=p)
     body.link_error(on_chord_error.signature((job_id,), queue=CONTROL_QUEUE))
     _send(chord(header, body))
+
+
+def send_repairs(repairs: list) -> list[str]:
+    """Send what ``training.repair_stalled_jobs`` found missing; returns the job ids."""
+    from app.services import training
+
+    settings = celery_app.conf.trad_settings
+    for r in repairs:
+        if r.folds:
+            for child in r.folds:
+                enqueue_start(child.job_id, child.priority)
+        elif r.finish:
+            enqueue_finish(r.job_id, r.round, r.expected, r.priority, resume=True)
+        elif r.chunks:
+            dispatch_round(r.job_id, r.round, list(r.chunks), r.priority, expected=r.expected)
+            training.mark_dispatched(settings, r.job_id, r.round)
+        else:
+            enqueue_finish(r.job_id, r.round, r.expected, r.priority)
+    return [r.job_id for r in repairs]
 
 
 def _send(signature) -> None:

@@ -64,11 +64,13 @@ def run_trials(job_id: str, round_no: int, chunk: dict) -> dict:
 
 
 @shared_task(name="trad.finish_round", bind=True, max_retries=training.FINISH_RETRIES)
-def finish_round(self, results: list, job_id: str, round_no: int, expected: int) -> dict:
-    """The chord's body: tell the round, then send the next one or finish the job."""
+def finish_round(self, results: list, job_id: str, round_no: int, expected: int,
+                 resume: bool = False) -> dict:
+    """The chord's body: tell the round, then send the next one or finish the job.
+    ``resume``: sent by the watchdog for a finish that was lost (as a redelivery is)."""
     try:
         outcome = training.finish_round(_settings(), job_id, round_no, expected,
-                                        resume=_redelivered(self))
+                                        resume=resume or _redelivered(self))
     except Exception as exc:
         _fail(job_id, exc)
         if isinstance(exc, TradError):
@@ -108,9 +110,13 @@ def on_chord_error(request, exc, traceback, job_id: str) -> None:
 
 
 @shared_task(name="trad.watchdog")
-def watchdog() -> list[str]:
-    """Beat: end jobs past their deadline."""
-    return training.expire_overdue_jobs(_settings())
+def watchdog() -> dict:
+    """Beat: end jobs past their deadline; send again the lost work of stalled jobs."""
+    expired = training.expire_overdue_jobs(_settings())
+    repaired = pipeline.send_repairs(training.repair_stalled_jobs(_settings()))
+    if repaired:
+        log.warning("stalled jobs repaired job_ids=%s", ",".join(repaired))
+    return {"expired": expired, "repaired": repaired}
 
 
 @shared_task(name="trad.refresh_market_data")

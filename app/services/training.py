@@ -65,6 +65,8 @@ __all__ = [
     "finish_round",
     "fail_job",
     "expire_overdue_jobs",
+    "repair_stalled_jobs",
+    "Repair",
     "list_configurations",
     "get_configuration",
     "change_stage",
@@ -432,8 +434,8 @@ def _count_recovery(session, job: TrainingJob, what: str) -> None:
                         f"of a step (killed, out of memory, or past TRAD_TASK_HARD_LIMIT_S); "
                         "resubmit it with fewer trials or a shorter range, or raise the limit")
     job.updated_at = repo.utcnow()
-    repo.add_progress(session, job, "running", f"resuming after a lost worker: {what}")
-    log.warning("job resumed job_id=%s step=%s recoveries=%d", job.id, what, job.recoveries)
+    repo.add_progress(session, job, "running", what)
+    log.warning("job resumed job_id=%s step=%r recoveries=%d", job.id, what, job.recoveries)
 
 
 def mark_dispatched(settings: Settings, job_id: str, round_no: int) -> None:
@@ -458,7 +460,7 @@ def start_job(settings: Settings, job_id: str, resume: bool = False) -> list:
             raise JobFailed(f"no training job {job_id}")
         if job.status != "queued":
             if resume and job.status == "running" and job.dispatched_round is None:
-                _count_recovery(session, job, "start")
+                _count_recovery(session, job, "resuming after a lost worker: start")
                 request = _request_of(job)
                 if job.parent_id is None and parse_validation(
                         request.validation, request.run_validation).method == "walk_forward":
@@ -627,7 +629,8 @@ def finish_round(settings: Settings, job_id: str, round_no: int, expected: int,
             if job.dispatched_round is not None and job.dispatched_round >= job.round:
                 return {"done": job.status}  # the next round went out before the worker died
             chunks = _planned_chunks(job, _request_of(job))
-            _count_recovery(session, job, f"round {job.round}" if chunks else "finish")
+            _count_recovery(session, job, "resuming after a lost worker: "
+                            + (f"round {job.round}" if chunks else "finish"))
             if chunks:
                 return {"next": chunks, "round": job.round}
         else:
@@ -660,6 +663,7 @@ def _finish_round_locked(settings: Settings, session, job: TrainingJob, round_no
         repo.add_progress(session, job, "running", f"round {round_no + 1}: {len(chunks)} chunks")
         return {"next": chunks, "round": round_no + 1}
     job.round = round_no + 1  # claims the finish: a duplicate finish_round now stops above
+    job.updated_at = repo.utcnow()
     repo.add_progress(session, job, "finishing", "validating the best trial")
     return None
 
@@ -976,6 +980,89 @@ def expire_overdue_jobs(settings: Settings) -> list[str]:
                                       "raise timeout_s, ask for fewer trials or add workers"):
             failed.append(job_id)
     return failed
+
+
+@dataclass(frozen=True)
+class Repair:
+    """What the watchdog sends again for a stalled job (see ``repair_stalled_jobs``)."""
+
+    job_id: str
+    round: int
+    priority: int
+    chunks: list = ()      # the round's trials not stored: a new chord
+    expected: int = 0      # the round's size, for its finish_round
+    finish: bool = False   # the round is complete and its finish was lost: run it again
+    folds: list = ()       # a walk-forward's folds never started
+
+
+def repair_stalled_jobs(settings: Settings, stall_after_s: float | None = None) -> list[Repair]:
+    """The watchdog's second duty: a running job with no progress for ``stall_after_s``
+    (default ``settings.stall_after_s``, past the broker's visibility timeout) has lost a
+    message for good: a chunk, a chord's callback, a finish, a fold's start. Say what to
+    send again; sending it twice is harmless (trials are idempotent, rounds and finishes
+    claimed under the job's row lock). Each repair counts as a recovery (at most
+    MAX_RECOVERIES, then the job fails)."""
+    after = settings.stall_after_s if stall_after_s is None else stall_after_s
+    cutoff = repo.utcnow() - timedelta(seconds=after)
+    with session_scope(settings.database_url) as session:
+        stalled = list(session.scalars(select(TrainingJob.id).where(
+            TrainingJob.status == "running", TrainingJob.updated_at <= cutoff)
+            .order_by(TrainingJob.updated_at)))
+    repairs = []
+    for job_id in stalled:
+        try:
+            repair = _repair(settings, job_id, cutoff)
+        except JobFailed as exc:
+            fail_job(settings, job_id, str(exc))
+            continue
+        if repair is not None:
+            repairs.append(repair)
+    return repairs
+
+
+def _repair(settings: Settings, job_id: str, cutoff) -> Repair | None:
+    finish_folds = False
+    with session_scope(settings.database_url) as session:
+        job = repo.lock_job(session, job_id)
+        if job is None or job.status != "running" or session.scalar(select(
+                TrainingJob.updated_at > cutoff).where(TrainingJob.id == job_id)):
+            return None
+        request = _request_of(job)
+        if job.parent_id is None and parse_validation(
+                request.validation, request.run_validation).method == "walk_forward":
+            children = list(session.scalars(select(TrainingJob).where(TrainingJob.parent_id == job_id)
+                                            .order_by(TrainingJob.fold)))
+            queued = [ChildJob(c.id, c.priority) for c in children if c.status == "queued"]
+            if queued:
+                _count_recovery(session, job, f"stalled: {len(queued)} folds sent again")
+                return Repair(job_id, 0, job.priority, folds=queued)
+            if not all(c.status == "succeeded" for c in children):
+                return None  # the folds still running are repaired as jobs of their own
+            _count_recovery(session, job, "stalled: the walk-forward's finish runs again")
+            job.round = 0  # release the lost claim
+            finish_folds = True
+        else:
+            chunks = _planned_chunks(job, request)
+            if not chunks:
+                _count_recovery(session, job, "stalled: the finish runs again")
+                return Repair(job_id, job.round - 1, job.priority, finish=True)
+            stored = set(session.scalars(select(Trial.number).where(
+                Trial.job_id == job_id, Trial.round == job.round)))
+            missing = [c for c in (_without(c, stored) for c in chunks) if c.numbers]
+            n_missing = sum(len(c.numbers) for c in missing)
+            _count_recovery(session, job, f"stalled round {job.round}: {n_missing} trials sent again"
+                            if missing else f"stalled round {job.round}: its finish sent again")
+            return Repair(job_id, job.round, job.priority, chunks=missing,
+                          expected=sum(len(c.numbers) for c in chunks))
+    if finish_folds:
+        _maybe_finish_walk_forward(settings, job_id)
+    return None
+
+
+def _without(chunk: Chunk, stored: set[int]) -> Chunk:
+    keep = [i for i, n in enumerate(chunk.numbers) if n not in stored]
+    return Chunk([chunk.numbers[i] for i in keep], [chunk.params[i] for i in keep],
+                 [chunk.system_attrs[i] for i in keep])
 
 
 # -- configurations ----------------------------------------------------------------------

@@ -114,3 +114,45 @@ def test_a_redelivered_walk_forward_start_starts_the_folds_still_queued(settings
     assert training.start_job(settings, children[0].job_id)  # fold 0 started, fold 1 was lost
     again = training.start_job(settings, job_id, resume=True)
     assert [c.job_id for c in again] == [children[1].job_id]
+
+
+def test_the_watchdog_sends_again_the_trials_of_a_lost_chunk(settings):
+    job_id = submit(settings)
+    chunks = training.start_job(settings, job_id)
+    training.mark_dispatched(settings, job_id, 0)
+    training.run_chunk(settings, job_id, 0, chunks[0])  # the other chunks' messages are lost
+    assert training.repair_stalled_jobs(settings, stall_after_s=3600) == []
+    [repair] = training.repair_stalled_jobs(settings, stall_after_s=0)
+    assert (repair.job_id, repair.round, repair.expected, repair.finish) == (job_id, 0, 30, False)
+    assert [n for c in repair.chunks for n in c.numbers] == list(range(len(chunks[0].numbers), 30))
+    assert plan(repair.chunks) == plan(chunks[1:])
+    # Repaired just now: not stalled again until stall_after_s passes once more.
+    assert training.repair_stalled_jobs(settings, stall_after_s=5) == []
+    for chunk in repair.chunks:
+        training.run_chunk(settings, job_id, 0, chunk)
+    assert training.finish_round(settings, job_id, 0, repair.expected) == {"done": "succeeded"}
+    assert training.get_job(settings, job_id)["trials_done"] == 30
+
+
+def test_the_watchdog_sends_again_a_lost_chord_callback_and_a_lost_finish(settings):
+    job_id = submit(settings)
+    for chunk in training.start_job(settings, job_id):
+        training.run_chunk(settings, job_id, 0, chunk)
+    [repair] = training.repair_stalled_jobs(settings, stall_after_s=0)
+    assert (list(repair.chunks), repair.expected, repair.finish) == ([], 30, False)
+    from app.db import training as repo
+
+    with session_scope(settings.database_url) as session:
+        repo.lock_job(session, job_id).round = 1  # the finish was claimed, then lost
+    [repair] = training.repair_stalled_jobs(settings, stall_after_s=0)
+    assert (repair.round, repair.finish) == (0, True)
+    assert training.finish_round(settings, job_id, repair.round, 0, resume=True) == {"done": "succeeded"}
+    assert training.repair_stalled_jobs(settings, stall_after_s=0) == []
+
+
+def test_the_watchdog_starts_again_the_folds_of_a_stalled_walk_forward(settings):
+    job_id = submit(settings, n_iterations=40, validation={"method": "walk_forward", "folds": 2})
+    children = training.start_job(settings, job_id)
+    training.mark_dispatched(settings, job_id, 0)
+    [repair] = training.repair_stalled_jobs(settings, stall_after_s=0)  # both starts were lost
+    assert (repair.job_id, list(repair.folds)) == (job_id, children)

@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 
 from app.config import load_settings
 from app.db import market_data as md
-from app.db.models import Trial
+from app.db.models import TrainingJob, Trial
 from app.db.session import session_scope
 from app.services import training
 from tests.conftest import random_candles
@@ -93,3 +93,53 @@ def test_sigkill_while_finishing_then_a_new_worker_finishes_the_job_once(pg_db, 
     assert "resuming after a lost worker: finish" in messages
     configs = training.list_configurations(settings)["configurations"]
     assert [c["name"] for c in configs] == [done["result"]["configuration"]]
+
+
+def test_chunks_lost_by_the_broker_are_sent_again_by_the_watchdog(pg_db, redis_url, tmp_path):
+    """Every trials message of a round vanishes from Redis (purged): nothing would ever
+    finish the job; the watchdog's repair sends the missing chunks as a new chord."""
+    from workers.celery_app import TRIALS_QUEUE, celery_app
+    from workers.tasks import watchdog
+
+    settings = load_settings({"DATABASE_URL": pg_db, "TRAD_HOME": str(tmp_path)})
+    with session_scope(pg_db) as s:
+        md.upsert_candles(s, "binanceus", "BTC/USDT", "5m",
+                          random_candles(5000, seed=6, start_ms=START, step_ms=STEP))
+    control = Worker(pg_db, concurrency=1, queues="trad.control").wait_ready()
+    trials = None
+    try:
+        job_id = training.submit(settings, {
+            "strategy": "SMA_CROSS", "symbol": "BTC/USDT", "exchange": "binanceus",
+            "timeframe": "5m", "optimizer": "random", "lookback_days": 15, "n_iterations": 400,
+            "min_trades": 1, "seed": 5}, pipeline.enqueue_start)["job_id"]
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with session_scope(pg_db) as s:
+                if s.get(TrainingJob, job_id).dispatched_round == 0:
+                    break
+            time.sleep(0.05)
+        with celery_app.connection_for_write() as conn:
+            purged = conn.default_channel.queue_purge(TRIALS_QUEUE)
+        assert purged >= 1, "round 0's chunks should have been waiting in the queue"
+        trials = Worker(pg_db, concurrency=2, queues="trad.trials").wait_ready()
+        assert stored(pg_db, job_id) == 0
+        # The beat task itself, with a threshold of zero for the test.
+        settings_now = celery_app.conf.trad_settings
+        celery_app.conf.trad_settings = settings.replace(stall_after_s=0.0)
+        try:
+            result = watchdog()
+        finally:
+            celery_app.conf.trad_settings = settings_now
+        assert result["repaired"] == [job_id]
+        done = wait_for(settings, job_id, timeout=120)
+    finally:
+        control.stop()
+        if trials is not None:
+            trials.stop()
+    assert done["status"] == "succeeded", done["error"]
+    with session_scope(pg_db) as s:
+        numbers = list(s.scalars(select(Trial.number).where(Trial.job_id == job_id)
+                                 .order_by(Trial.number)))
+    assert numbers == list(range(400))
+    messages = [p["message"] for p in training.list_progress(settings, job_id)["progress"]]
+    assert "stalled round 0: 400 trials sent again" in messages
