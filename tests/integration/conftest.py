@@ -115,10 +115,12 @@ def plugin_dir(tmp_path_factory):
     return root
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def worker(pg_url, redis_url, plugin_dir):
-    """One worker (two pool processes) for the tests that share it, with the test plugin
-    installed (on its PYTHONPATH only: the test process does not list it)."""
+    """One worker (two pool processes) for the tests of a module, with the test plugin
+    installed (on its PYTHONPATH only: the test process does not list it). Stopped at the
+    module's end, so the tests that start and kill workers of their own have the queues
+    to themselves."""
     upgrade(pg_url)
     w = Worker(pg_url, extra_env={"PYTHONPATH": str(plugin_dir)}).wait_ready()
     yield w

@@ -107,8 +107,8 @@ def test_the_watchdog_fails_a_job_past_its_deadline(settings):
 
     job = training.submit(settings, body(timeout_s=0.05), lambda job_id, priority: None)
     time.sleep(0.1)
-    expired = watchdog.apply_async(queue="trad.control").get(timeout=30)
-    assert job["job_id"] in expired
+    result = watchdog.apply_async(queue="trad.control").get(timeout=30)
+    assert result == {"expired": [job["job_id"]], "repaired": []}
     done = training.get_job(settings, job["job_id"])
     assert done["status"] == "failed" and "timed out" in done["error"]
     assert training.list_progress(settings, job["job_id"])["progress"][-1]["stage"] == "failed"
