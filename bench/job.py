@@ -73,6 +73,26 @@ def backtest_seconds(url, job_id) -> float:
         return float(s.scalar(select(func.sum(Trial.duration)).where(Trial.job_id == job_id)))
 
 
+def phases(url, job_id) -> str:
+    """Where a job's wall time went: queue and start, the trials, the finish."""
+    from app.db.models import TrainingJob, TrainingProgress
+
+    with session_scope(url) as s:
+        job = s.get(TrainingJob, job_id)
+        rows = list(s.execute(select(TrainingProgress.ts, TrainingProgress.stage)
+                              .where(TrainingProgress.job_id == job_id).order_by(TrainingProgress.id)))
+        first_trial, last_trial = s.execute(
+            select(func.min(TrainingProgress.ts), func.max(TrainingProgress.ts))
+            .where(TrainingProgress.job_id == job_id, TrainingProgress.stage == "trials")).one()
+        finishing = next(ts for ts, stage in rows if stage == "finishing")
+        parts = {"queued+start": (job.started_at - job.created_at).total_seconds(),
+                 "to first chunk": (first_trial - job.started_at).total_seconds(),
+                 "chunks": (last_trial - first_trial).total_seconds(),
+                 "to finish": (finishing - last_trial).total_seconds(),
+                 "finish": (job.finished_at - finishing).total_seconds()}
+    return ", ".join(f"{k} {v:.2f} s" for k, v in parts.items())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--only", default="1,2,3")
@@ -123,6 +143,7 @@ def main() -> None:
                               f"process(es): {dt:.1f} s, {rates[procs]:,.0f} trials/s; backtesting "
                               f"{work:.1f} core-s = {100 * work / (dt * procs):.1f}% of {procs} x wall, "
                               f"not backtesting {100 - 100 * work / (dt * procs):.1f}%")
+                        print(f"    phases: {phases(url, job['job_id'])}")
                     finally:
                         w.stop()
                 print(f"[2] speed-up 2 vs 1 worker processes: x{rates[2] / rates[1]:.2f}")
