@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import csv
 import io
-import orjson
 from datetime import UTC, datetime
 
+import orjson
+import psycopg2.errors
 from sqlalchemy import case, func, select, text, update
 from sqlalchemy.orm import Session
 
@@ -54,24 +55,7 @@ def insert_trials(session: Session, job_id: str, round_no: int, rows: list[dict]
                    r["duration"], _dumps(r["system_attrs"]) if r.get("system_attrs") else None)
                   for r in rows]
         if dialect == "postgresql":
-            # COPY into a temporary table, then one INSERT ... ON CONFLICT DO NOTHING:
-            # about 5x cheaper per row than multi-row VALUES, which matters when a job
-            # writes a hundred thousand trials.
-            buf = io.StringIO()
-            writer = csv.writer(buf)
-            writer.writerows((v[1], v[3], v[4], "" if v[5] is None else repr(v[5]),
-                              "" if v[6] is None else v[6], v[7], "" if v[8] is None else v[8]) for v in values)
-            buf.seek(0)
-            cur.execute("CREATE TEMP TABLE IF NOT EXISTS _trial_import (number int, params text, "
-                        "state text, value float8, metrics text, duration float8, "
-                        "system_attrs text) ON COMMIT DELETE ROWS")
-            cur.copy_expert("COPY _trial_import FROM STDIN WITH (FORMAT csv)", buf)
-            cur.execute(
-                "INSERT INTO trials (job_id, number, round, params, state, value, metrics, "
-                "duration, system_attrs) SELECT %s, number, %s, params::jsonb, state, value, "
-                "metrics::jsonb, duration, system_attrs::jsonb FROM _trial_import "
-                "ON CONFLICT (job_id, number) DO NOTHING RETURNING number", (job_id, round_no))
-            new_numbers = {n for (n,) in cur.fetchall()}
+            new_numbers = _copy_trials(cur, job_id, round_no, values)
             new = len(new_numbers)
         else:
             before = raw.total_changes
@@ -93,6 +77,38 @@ def insert_trials(session: Session, job_id: str, round_no: int, rows: list[dict]
                 best_value=_greatest(best) if best is not None else TrainingJob.best_value,
                 updated_at=utcnow()))
     return new
+
+
+def _copy_trials(cur, job_id: str, round_no: int, values: list[tuple]) -> set[int]:
+    """COPY the rows straight into trials; if one is already there (a redelivered chunk),
+    COPY into a temporary table and INSERT ... ON CONFLICT DO NOTHING instead. Both are
+    about 5x cheaper per row than multi-row VALUES, and the straight COPY, the case of
+    every chunk run once, halves the server's work again. Returns the numbers inserted."""
+    buf = io.StringIO()
+    csv.writer(buf).writerows(
+        (job_id, v[1], round_no, v[3], v[4], "" if v[5] is None else repr(v[5]),
+         "" if v[6] is None else v[6], v[7], "" if v[8] is None else v[8]) for v in values)
+    cur.execute("SAVEPOINT trials_copy")
+    try:
+        buf.seek(0)
+        cur.copy_expert("COPY trials (job_id, number, round, params, state, value, metrics, "
+                        "duration, system_attrs) FROM STDIN WITH (FORMAT csv)", buf)
+    except psycopg2.errors.UniqueViolation:
+        cur.execute("ROLLBACK TO SAVEPOINT trials_copy")
+    else:
+        cur.execute("RELEASE SAVEPOINT trials_copy")
+        return {v[1] for v in values}
+    cur.execute("CREATE TEMP TABLE IF NOT EXISTS _trial_merge (job_id text, number int, "
+                "round int, params text, state text, value float8, metrics text, "
+                "duration float8, system_attrs text) ON COMMIT DELETE ROWS")
+    buf.seek(0)
+    cur.copy_expert("COPY _trial_merge FROM STDIN WITH (FORMAT csv)", buf)
+    cur.execute(
+        "INSERT INTO trials (job_id, number, round, params, state, value, metrics, duration, "
+        "system_attrs) SELECT job_id, number, round, params::jsonb, state, value, metrics::jsonb, "
+        "duration, system_attrs::jsonb FROM _trial_merge "
+        "ON CONFLICT (job_id, number) DO NOTHING RETURNING number")
+    return {n for (n,) in cur.fetchall()}
 
 
 def _greatest(best: float):

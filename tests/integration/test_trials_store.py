@@ -1,0 +1,47 @@
+"""Trial rows are written once per (job_id, number), however often a chunk is delivered."""
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from app.db import training as repo
+from app.db.models import TrainingJob, Trial
+from app.db.session import session_scope
+
+
+def rows(numbers, value=1.0):
+    return [{"number": n, "params": {"fast": n}, "state": "complete", "value": value + n,
+             "metrics": {"sharpe_ratio": 0.5, "num_trades": 3}, "duration": 0.001,
+             "system_attrs": {"k": n} if n % 2 else {}} for n in numbers]
+
+
+def new_job(session, job_id="j1"):
+    now = repo.utcnow()
+    session.add(TrainingJob(id=job_id, status="running", request={}, strategy="SMA_CROSS",
+                            exchange="x", symbol="BTC/USDT", timeframe="5m", optimizer="random",
+                            objective="sharpe_ratio", priority=5, seed=1, n_trials=10, round=0,
+                            trials_done=0, cancel_requested=False, created_at=now, updated_at=now))
+
+
+def test_a_redelivered_chunk_inserts_nothing_and_an_overlapping_one_only_its_new_rows(db_url):
+    with session_scope(db_url) as s:
+        new_job(s)
+    with session_scope(db_url) as s:
+        assert repo.insert_trials(s, "j1", 0, rows(range(0, 5))) == 5
+    with session_scope(db_url) as s:
+        assert repo.insert_trials(s, "j1", 0, rows(range(0, 5), value=99.0)) == 0
+    with session_scope(db_url) as s:
+        assert repo.insert_trials(s, "j1", 0, rows(range(3, 8), value=50.0)) == 3
+    with session_scope(db_url) as s:
+        job = s.get(TrainingJob, "j1")
+        assert (job.trials_done, job.best_value) == (8, 57.0)
+        stored = {t.number: t for t in s.scalars(select(Trial).where(Trial.job_id == "j1"))}
+        assert sorted(stored) == list(range(8))
+        assert stored[4].value == 5.0 and stored[5].value == 55.0  # first writes kept
+        assert stored[5].system_attrs == {"k": 5} and stored[5].params == {"fast": 5}
+        assert s.scalar(select(func.count()).select_from(Trial)) == 8
+    # The transaction stays usable after the fallback: a later write in it lands.
+    with session_scope(db_url) as s:
+        assert repo.insert_trials(s, "j1", 1, rows(range(7, 10))) == 2
+        repo.add_progress(s, s.get(TrainingJob, "j1"), "trials", "after a merge")
+    with session_scope(db_url) as s:
+        assert s.get(TrainingJob, "j1").trials_done == 10
