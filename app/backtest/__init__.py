@@ -1,6 +1,7 @@
 """Pure backtesting: numpy arrays in, arrays and numbers out (no Flask, Celery or SQL)."""
 from app.backtest.candles import TIMEFRAMES, Candles, periods_per_year, timeframe_ms
-from app.backtest.engine import BacktestConfig, BacktestResult, Trade, backtest, evaluate
+from app.backtest.engine import (BacktestConfig, BacktestResult, Trade, backtest, equity_returns,
+                                 evaluate)
 from app.backtest.metrics import METRIC_NAMES
 
 __all__ = [
@@ -13,5 +14,6 @@ __all__ = [
     "Trade",
     "backtest",
     "evaluate",
+    "equity_returns",
     "METRIC_NAMES",
 ]

@@ -43,7 +43,7 @@ from app.backtest.indicators import atr as _atr
 from app.backtest.metrics import compute_metrics, metrics_from_stats
 from app.errors import InputError
 
-__all__ = ["BacktestConfig", "Trade", "BacktestResult", "backtest", "evaluate"]
+__all__ = ["BacktestConfig", "Trade", "BacktestResult", "backtest", "evaluate", "equity_returns"]
 
 _NO_ATR = np.empty(0)
 _EXIT_REASONS = {
@@ -189,6 +189,19 @@ def evaluate(candles: Candles, target, config: BacktestConfig = BacktestConfig()
     target, atr = _prepare(candles, target, config, atr)
     stats = _run(candles, target, config, atr, False, *_NO_RECORD)
     return metrics_from_stats(stats, config.initial_capital, config.periods_per_year)
+
+
+def equity_returns(candles: Candles, target, config: BacktestConfig = BacktestConfig(),
+                   atr=None) -> np.ndarray:
+    """Per-bar returns of the equity curve only (what the overfitting statistics need);
+    the same numbers as ``backtest(...).returns`` without the trades and metrics."""
+    from app.backtest.metrics import bar_returns
+
+    target, atr = _prepare(candles, target, config, atr)
+    n = len(candles)
+    equity = np.empty(n)
+    _run(candles, target, config, atr, True, equity, np.empty(n), np.empty((n + 1, K.N_TRADE_COLS)))
+    return bar_returns(equity, config.initial_capital)
 
 
 def backtest(candles: Candles, target, config: BacktestConfig = BacktestConfig(), atr=None) -> BacktestResult:

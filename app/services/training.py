@@ -42,7 +42,7 @@ from app.optimize.rounds import SEQUENTIAL_OPTIMIZERS, PastTrial, ask_round
 from app.services.job_request import TrainingRequest, Unprocessable, parse_request
 from app.strategies.cache import IndicatorCache
 from app.strategies.registry import get_strategy
-from app.strategies.runner import run_strategy, score_params
+from app.strategies.runner import run_strategy, score_params, strategy_returns
 from app.validation.confidence import Thresholds, confidence_and_stage
 from app.validation.lookahead import check_lookahead
 from app.validation.pbo import probability_of_backtest_overfitting
@@ -348,9 +348,20 @@ def _chunk_size(n: int, per_trial_s: float) -> int:
     return max(1, min(size, MAX_CHUNK))
 
 
+def _chunk_bounds(n: int, size: int) -> list[tuple[int, int]]:
+    """Chunks of ``size``, shrinking to a quarter of it over the last few (guided
+    scheduling): the round's last chunks are short, so no worker waits long on one that
+    is still running at the end."""
+    bounds, start, smallest = [], 0, max(1, size // 4)
+    while start < n:
+        step = min(size, max(smallest, -(-(n - start) // 4)))
+        bounds.append((start, min(n, start + step)))
+        start += step
+    return bounds
+
+
 def _split(numbers: list[int], params: list[dict], attrs: list[dict], size: int) -> list[Chunk]:
-    return [Chunk(numbers[i:i + size], params[i:i + size], attrs[i:i + size])
-            for i in range(0, len(numbers), size)]
+    return [Chunk(numbers[a:b], params[a:b], attrs[a:b]) for a, b in _chunk_bounds(len(numbers), size)]
 
 
 def _per_trial_seconds(strategy, candles, cache, config, space) -> float:
@@ -695,9 +706,10 @@ def _trust(settings: Settings, job: TrainingJob, strategy, train: Candles, confi
     unique = {json.dumps(p, sort_keys=True): p for p in top}
     if len(unique) >= 2 and len(train) >= PBO_SPLITS * 4:
         cache = IndicatorCache(train)
-        matrix = np.column_stack([run_strategy(strategy, train, p, config, cache).returns
-                                  for p in unique.values()])
-        pbo = probability_of_backtest_overfitting(matrix, n_splits=PBO_SPLITS)
+        by_trial = np.empty((len(unique), len(train)))  # rows filled contiguously
+        for i, p in enumerate(unique.values()):
+            by_trial[i] = strategy_returns(strategy, train, p, config, cache)
+        pbo = probability_of_backtest_overfitting(by_trial.T, n_splits=PBO_SPLITS)
     violation = check_lookahead(strategy, train, best_params)
     report = {
         "n_trials": n,

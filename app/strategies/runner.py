@@ -4,11 +4,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from app.backtest.candles import Candles
-from app.backtest.engine import BacktestConfig, BacktestResult, backtest, evaluate
+from app.backtest.engine import BacktestConfig, BacktestResult, backtest, equity_returns, evaluate
 from app.strategies.base import Strategy
 from app.strategies.cache import IndicatorCache
 
-__all__ = ["run_strategy", "score_params", "run_trials"]
+__all__ = ["run_strategy", "score_params", "strategy_returns", "run_trials"]
 
 
 def _config_for(strategy: Strategy, params: dict, config: BacktestConfig) -> BacktestConfig:
@@ -35,6 +35,14 @@ def score_params(strategy: Strategy, candles: Candles, params: dict, config: Bac
     """Metrics of one already-validated parameter set: the per-trial fast route."""
     cfg = _config_for(strategy, params, config)
     return evaluate(candles, strategy.positions(candles, params, cache), cfg, atr=_atr_for(cfg, cache))
+
+
+def strategy_returns(strategy: Strategy, candles: Candles, params: dict, config: BacktestConfig,
+                     cache: IndicatorCache):
+    """Per-bar returns of one already-validated parameter set (no trades, no metrics)."""
+    cfg = _config_for(strategy, params, config)
+    return equity_returns(candles, strategy.positions(candles, params, cache), cfg,
+                          atr=_atr_for(cfg, cache))
 
 
 def run_trials(strategy: Strategy, candles: Candles, param_sets: Iterable[dict],

@@ -130,29 +130,22 @@ def _halves(n_splits: int) -> tuple[np.ndarray, np.ndarray]:
     return chosen, complement
 
 
-def _sum_over_axis1(x: np.ndarray) -> np.ndarray:
-    """``x.sum(axis=1)`` for a 3-d array, added one slice at a time: numpy's own
-    reductions group their additions by memory position, so identical columns could
-    differ in the last bit; elementwise additions in a fixed order cannot."""
-    total = x[:, 0, :].copy()
-    for i in range(1, x.shape[1]):
-        total += x[:, i, :]
-    return total
-
-
 def _sharpe_of_halves(blocks: np.ndarray, chosen: np.ndarray) -> np.ndarray:
     """Per-bar Sharpe ratio of every trial on every half, from per-block sums.
 
-    ``blocks`` is ``S x L x N``. Returns are centred per trial first (the variance does
-    not change, and sums of squares of small centred numbers lose nothing to
-    cancellation). Every sum is taken in the same order for every column, so identical
-    trials get bit-identical scores and tie exactly, whatever their position.
+    ``blocks`` is ``N x S x L`` (trials first: every sum runs along contiguous memory).
+    Returns are centred per trial first (the variance does not change, and sums of squares
+    of small centred numbers lose nothing to cancellation). Each trial's sums are numpy's
+    pairwise sums over a contiguous row of the same length, which depend on the values
+    alone, so identical trials get bit-identical scores and tie exactly, whatever their
+    position.
     """
-    s_count, length, n_trials = blocks.shape
-    centre = _sum_over_axis1(blocks.reshape(1, -1, n_trials))[0] / (s_count * length)
-    y = blocks - centre
-    s1 = _sum_over_axis1(y)          # S x N
-    s2 = _sum_over_axis1(y * y)      # S x N
+    n_trials, s_count, length = blocks.shape
+    centre = blocks.reshape(n_trials, -1).sum(axis=1) / (s_count * length)
+    y = blocks - centre[:, None, None]
+    s1 = np.ascontiguousarray(y.sum(axis=2).T)        # S x N
+    np.multiply(y, y, out=y)
+    s2 = np.ascontiguousarray(y.sum(axis=2).T)        # S x N
     sum1 = s1[chosen[:, 0]]
     sum2 = s2[chosen[:, 0]]
     for j in range(1, chosen.shape[1]):
@@ -209,13 +202,14 @@ def probability_of_backtest_overfitting(
     t, n = m.shape
     length = t // n_splits
     used = length * n_splits
-    blocks = m[t - used:].reshape(n_splits, length, n)
-
     chosen, complement = _halves(n_splits)
     if metric is None:
-        score = _sharpe_of_halves(blocks, chosen)
+        # Trials first: free when the caller built the matrix that way (``m`` is then the
+        # transpose of a C-ordered trials x bars array), one copy otherwise.
+        by_trial = np.ascontiguousarray(m[t - used:].T).reshape(n, n_splits, length)
+        score = _sharpe_of_halves(by_trial, chosen)
     else:
-        score = _metric_of_halves(blocks, chosen, metric)
+        score = _metric_of_halves(m[t - used:].reshape(n_splits, length, n), chosen, metric)
     is_score = score
     oos_score = score[complement]
 

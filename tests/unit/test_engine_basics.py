@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from app.backtest import BacktestConfig, Candles, backtest, evaluate
+from app.backtest import BacktestConfig, Candles, backtest, equity_returns, evaluate
 from app.errors import InputError
 from tests.conftest import random_candles
 
@@ -63,6 +63,14 @@ def test_fast_route_agrees_with_full_route():
     fast = evaluate(c, target, cfg)
     for key, value in full.items():
         assert fast[key] == pytest.approx(value, rel=1e-9, abs=1e-12), key
+
+
+@pytest.mark.parametrize("cfg", [BacktestConfig(slippage_bps=3, stop_loss=0.02, take_profit=0.03),
+                                 BacktestConfig(stop_loss_atr=2.0, fee=0.0)])
+def test_returns_only_route_gives_the_full_routes_returns(cfg):
+    c = random_candles(800, seed=4)
+    target = 0.7 * np.sign(np.sin(np.arange(800) / 5.0))
+    np.testing.assert_array_equal(equity_returns(c, target, cfg), backtest(c, target, cfg).returns)
 
 
 def test_config_rejects_nonsense():
