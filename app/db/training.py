@@ -7,7 +7,6 @@ changes nothing.
 """
 from __future__ import annotations
 
-import csv
 import io
 from datetime import UTC, datetime
 
@@ -79,20 +78,31 @@ def insert_trials(session: Session, job_id: str, round_no: int, rows: list[dict]
     return new
 
 
+_NULL = "\\N"
+
+
+def _text(field: str) -> str:
+    return field.replace("\\", "\\\\") if "\\" in field else field
+
+
 def _copy_trials(cur, job_id: str, round_no: int, values: list[tuple]) -> set[int]:
     """COPY the rows straight into trials; if one is already there (a redelivered chunk),
     COPY into a temporary table and INSERT ... ON CONFLICT DO NOTHING instead. Both are
     about 5x cheaper per row than multi-row VALUES, and the straight COPY, the case of
     every chunk run once, halves the server's work again. Returns the numbers inserted."""
-    buf = io.StringIO()
-    csv.writer(buf).writerows(
-        (job_id, v[1], round_no, v[3], v[4], "" if v[5] is None else repr(v[5]),
-         "" if v[6] is None else v[6], v[7], "" if v[8] is None else v[8]) for v in values)
+    # COPY's text format (8x cheaper to build than csv.writer's quoting of JSON): fields
+    # split by tabs, NULL as \N, and backslashes doubled; JSON from orjson has no raw
+    # tab or newline (it escapes them, with backslashes, doubled here).
+    head = f"{job_id}\t"
+    tail = f"\t{round_no}\t"
+    buf = io.StringIO("".join(
+        f"{head}{v[1]}{tail}{_text(v[3])}\t{v[4]}\t{_NULL if v[5] is None else repr(v[5])}\t"
+        f"{_NULL if v[6] is None else _text(v[6])}\t{v[7]!r}\t"
+        f"{_NULL if v[8] is None else _text(v[8])}\n" for v in values))
     cur.execute("SAVEPOINT trials_copy")
     try:
-        buf.seek(0)
         cur.copy_expert("COPY trials (job_id, number, round, params, state, value, metrics, "
-                        "duration, system_attrs) FROM STDIN WITH (FORMAT csv)", buf)
+                        "duration, system_attrs) FROM STDIN", buf)
     except psycopg2.errors.UniqueViolation:
         cur.execute("ROLLBACK TO SAVEPOINT trials_copy")
     else:
@@ -102,7 +112,7 @@ def _copy_trials(cur, job_id: str, round_no: int, values: list[tuple]) -> set[in
                 "round int, params text, state text, value float8, metrics text, "
                 "duration float8, system_attrs text) ON COMMIT DELETE ROWS")
     buf.seek(0)
-    cur.copy_expert("COPY _trial_merge FROM STDIN WITH (FORMAT csv)", buf)
+    cur.copy_expert("COPY _trial_merge FROM STDIN", buf)
     cur.execute(
         "INSERT INTO trials (job_id, number, round, params, state, value, metrics, duration, "
         "system_attrs) SELECT job_id, number, round, params::jsonb, state, value, metrics::jsonb, "

@@ -45,3 +45,16 @@ def test_a_redelivered_chunk_inserts_nothing_and_an_overlapping_one_only_its_new
         repo.add_progress(s, s.get(TrainingJob, "j1"), "trials", "after a merge")
     with session_scope(db_url) as s:
         assert s.get(TrainingJob, "j1").trials_done == 10
+
+
+def test_text_with_backslashes_tabs_quotes_and_unicode_round_trips(db_url):
+    with session_scope(db_url) as s:
+        new_job(s)
+    odd = {"mode": 'a\\b\tc\n"d" é ✓', "path": "C:\\\\x"}
+    row = {**rows([0])[0], "params": odd, "system_attrs": {"note": "\\N"}, "value": None,
+           "metrics": None, "state": "rejected"}
+    with session_scope(db_url) as s:
+        assert repo.insert_trials(s, "j1", 0, [row]) == 1
+    with session_scope(db_url) as s:
+        t = s.scalars(select(Trial).where(Trial.job_id == "j1")).one()
+        assert (t.params, t.system_attrs, t.value, t.metrics) == (odd, {"note": "\\N"}, None, None)
