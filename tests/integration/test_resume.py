@@ -156,3 +156,31 @@ def test_the_watchdog_starts_again_the_folds_of_a_stalled_walk_forward(settings)
     training.mark_dispatched(settings, job_id, 0)
     [repair] = training.repair_stalled_jobs(settings, stall_after_s=0)  # both starts were lost
     assert (repair.job_id, list(repair.folds)) == (job_id, children)
+
+
+def run_job_through(settings, job_id):
+    """start_job, every chunk, finish_round, round after round, as the tasks would."""
+    chunks = training.start_job(settings, job_id)
+    round_no = 0
+    while True:
+        outcome = run_round(settings, job_id, round_no, chunks)
+        if "next" not in outcome:
+            return outcome
+        chunks, round_no = outcome["next"], outcome["round"]
+
+
+def test_the_watchdog_finishes_a_walk_forward_whose_finish_was_lost(settings):
+    from app.db import training as repo
+
+    job_id = submit(settings, n_iterations=40, validation={"method": "walk_forward", "folds": 2})
+    children = training.start_job(settings, job_id)
+    training.mark_dispatched(settings, job_id, 0)
+    run_job_through(settings, children[0].job_id)
+    with session_scope(settings.database_url) as session:
+        repo.lock_job(session, job_id).round = 1  # the walk-forward's finish claimed, then lost
+    run_job_through(settings, children[1].job_id)
+    assert training.get_job(settings, job_id)["status"] == "running"
+    assert training.repair_stalled_jobs(settings, stall_after_s=0) == []  # finished in place
+    done = training.get_job(settings, job_id)
+    assert done["status"] == "succeeded", done["error"]
+    assert len(done["result"]["walk_forward"]["folds"]) == 2
