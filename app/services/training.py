@@ -193,6 +193,8 @@ def _job_view(job: TrainingJob, brief: bool = False) -> dict:
             "request": job.request,
             "seed": job.seed,
             "round": job.round,
+            # Steps resumed or repaired after a lost worker or message (see _count_recovery).
+            "recoveries": job.recoveries or 0,
             "data_fingerprint": job.data_fingerprint,
             "data_start": iso(job.data_start),
             "data_end": iso(job.data_end),

@@ -91,6 +91,7 @@ def test_sigkill_while_finishing_then_a_new_worker_finishes_the_job_once(pg_db, 
     assert done["trials_done"] == 12
     messages = [p["message"] for p in training.list_progress(settings, job_id)["progress"]]
     assert "resuming after a lost worker: finish" in messages
+    assert done["recoveries"] == 1
     configs = training.list_configurations(settings)["configurations"]
     assert [c["name"] for c in configs] == [done["result"]["configuration"]]
 
