@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 import time
 import urllib.request
@@ -98,6 +99,8 @@ def main() -> None:
     parser.add_argument("--only", default="1,2,3")
     parser.add_argument("--trials", type=int, default=100_000)
     parser.add_argument("--bayes-trials", type=int, default=5_000)
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="runs of [2] per process count; figures of each run, then medians")
     parser.add_argument("--strategy", default="LIQUIDITY_SWEEP")
     args = parser.parse_args()
     only = set(args.only.split(","))
@@ -126,27 +129,35 @@ def main() -> None:
                 finally:
                     w.stop()
             if "2" in only:
-                rates = {}
-                for procs in (1, 2):
-                    w = Worker(url, concurrency=procs).wait_ready()
-                    try:
-                        body = {"strategy": "SMA_CROSS", "symbol": "ETH/USDT", "exchange": "binanceus",
-                                "timeframe": "5m", "optimizer": "random", "start": START,
-                                "n_iterations": args.trials, "min_trades": 0, "seed": 5,
-                                "params": {"allow_short": False}}
-                        run_job(web, {**body, "n_iterations": 200})  # warm the processes
-                        job, dt = run_job(web, body)
-                        assert job["status"] == "succeeded", job["error"]
-                        work = backtest_seconds(url, job["job_id"])
-                        rates[procs] = args.trials / dt
-                        print(f"[2] {args.trials:,} SMA_CROSS trials x 100,000 candles, {procs} worker "
-                              f"process(es): {dt:.1f} s, {rates[procs]:,.0f} trials/s; backtesting "
-                              f"{work:.1f} core-s = {100 * work / (dt * procs):.1f}% of {procs} x wall, "
-                              f"not backtesting {100 - 100 * work / (dt * procs):.1f}%")
-                        print(f"    phases: {phases(url, job['job_id'])}")
-                    finally:
-                        w.stop()
-                print(f"[2] speed-up 2 vs 1 worker processes: x{rates[2] / rates[1]:.2f}")
+                rates, idle = {1: [], 2: []}, {1: [], 2: []}
+                for _ in range(args.repeat):
+                    for procs in (1, 2):
+                        w = Worker(url, concurrency=procs).wait_ready()
+                        try:
+                            body = {"strategy": "SMA_CROSS", "symbol": "ETH/USDT",
+                                    "exchange": "binanceus", "timeframe": "5m", "optimizer": "random",
+                                    "start": START, "n_iterations": args.trials, "min_trades": 0,
+                                    "seed": 5, "params": {"allow_short": False}}
+                            run_job(web, {**body, "n_iterations": 200})  # warm the processes
+                            job, dt = run_job(web, body)
+                            assert job["status"] == "succeeded", job["error"]
+                            work = backtest_seconds(url, job["job_id"])
+                            rates[procs].append(args.trials / dt)
+                            idle[procs].append(100 - 100 * work / (dt * procs))
+                            print(f"[2] {args.trials:,} SMA_CROSS trials x 100,000 candles, {procs} "
+                                  f"worker process(es): {dt:.1f} s, {rates[procs][-1]:,.0f} trials/s; "
+                                  f"backtesting {work:.1f} core-s = {100 - idle[procs][-1]:.1f}% of "
+                                  f"{procs} x wall, not backtesting {idle[procs][-1]:.1f}%")
+                            print(f"    phases: {phases(url, job['job_id'])}")
+                        finally:
+                            w.stop()
+                    print(f"[2] speed-up 2 vs 1 worker processes: x{rates[2][-1] / rates[1][-1]:.2f}")
+                if args.repeat > 1:
+                    med = {p: statistics.median(v) for p, v in rates.items()}
+                    print(f"[2] medians of {args.repeat} runs: {med[1]:,.0f} and {med[2]:,.0f} trials/s, "
+                          f"speed-up x{med[2] / med[1]:.2f}; not backtesting "
+                          f"{statistics.median(idle[1]):.1f}% (1 process), "
+                          f"{statistics.median(idle[2]):.1f}% (2 processes)")
             if "3" in only:
                 w = Worker(url, concurrency=2).wait_ready()
                 try:
