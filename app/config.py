@@ -104,6 +104,7 @@ class Settings:
     api_tokens: tuple[str, ...] = ()
     data_watch: tuple[str, ...] = ()
     data_watch_interval_s: float = 60.0
+    watchdog_interval_s: float = 60.0
     # (soft, hard, visibility) seconds. Hard above soft, the broker's visibility timeout
     # above both: a long task gets SoftTimeLimitExceeded, is killed at the hard limit,
     # and Redis never hands a task still legitimately running to a second worker.
@@ -202,6 +203,7 @@ def load_settings(environ: dict | None = None) -> Settings:
         data_watch=watch,
         max_trials=max_trials,
         data_watch_interval_s=_float(env, "TRAD_DATA_WATCH_INTERVAL_S", 60.0),
+        watchdog_interval_s=_float(env, "TRAD_WATCHDOG_INTERVAL_S", 60.0),
         log_level=env.get("TRAD_LOG_LEVEL", "INFO").upper(),
         task_time_limits=_time_limits(env),
         stall_after_s=_float(env, "TRAD_STALL_AFTER_S", _time_limits(env)[2] + 120.0),

@@ -72,6 +72,19 @@ class Worker(_Process):
         raise RuntimeError(f"worker not ready after {timeout} s:\n{self.output()}")
 
 
+class Beat(_Process):
+    """The `beat` process of the Procfile (the watchdog's schedule), its state in ``home``."""
+
+    def __init__(self, home: Path, extra_env: dict | None = None):
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **(extra_env or {})}
+        self.log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"beat-{uuid.uuid4().hex[:8]}.log"
+        self.log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "workers.celery_app", "beat",
+             "-s", str(Path(home) / "beat-schedule"), "-l", "INFO"],
+            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -64,8 +64,8 @@ def configure(app: Celery, settings: Settings) -> Celery:
 
 def _beat_schedule(settings: Settings) -> dict:
     schedule = {
-        "watchdog": {"task": "trad.watchdog", "schedule": 60.0,
-                     "options": {"queue": CONTROL_QUEUE, "expires": 60.0}},
+        "watchdog": {"task": "trad.watchdog", "schedule": settings.watchdog_interval_s,
+                     "options": {"queue": CONTROL_QUEUE, "expires": settings.watchdog_interval_s}},
     }
     if settings.data_watch:
         schedule["refresh-market-data"] = {
