@@ -194,6 +194,7 @@ def load_settings(environ: dict | None = None) -> Settings:
         max_trials = int(env.get("TRAD_MAX_TRIALS", "1000000"))
     except ValueError:
         raise InputError("TRAD_MAX_TRIALS must be an integer") from None
+    limits = _time_limits(env)
     return Settings(
         home=home,
         database_url=_normalise_db_url(database_url),
@@ -205,8 +206,8 @@ def load_settings(environ: dict | None = None) -> Settings:
         data_watch_interval_s=_float(env, "TRAD_DATA_WATCH_INTERVAL_S", 60.0),
         watchdog_interval_s=_float(env, "TRAD_WATCHDOG_INTERVAL_S", 60.0),
         log_level=env.get("TRAD_LOG_LEVEL", "INFO").upper(),
-        task_time_limits=_time_limits(env),
-        stall_after_s=_float(env, "TRAD_STALL_AFTER_S", _time_limits(env)[2] + 120.0),
+        task_time_limits=limits,
+        stall_after_s=_float(env, "TRAD_STALL_AFTER_S", limits[2] + 120.0),
         thresholds=_thresholds(env),
         redis_prefix=env.get("TRAD_REDIS_PREFIX", ""),
         extra={k: v for k, v in (("optuna_storage", env.get("TRAD_OPTUNA_STORAGE")),) if v is not None},

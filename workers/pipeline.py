@@ -47,8 +47,10 @@ def enqueue_finish(job_id: str, round_no: int, expected: int, priority: int = 5,
 
 def dispatch_round(job_id: str, round_no: int, chunks: list, priority: int = 5,
                    expected: int | None = None) -> None:
-    """The round's chunks as a chord; ``expected``: the round's size when the chunks are
-    only its missing part (a repair)."""
+    """The round's chunks as a chord, then recorded as sent (a redelivered start_job or
+    finish_round sends it again only if not); ``expected``: the round's size when the
+    chunks are only its missing part (a repair)."""
+    from app.services import training
     from workers.tasks import finish_round, on_chord_error, run_trials
 
     if expected is None:
@@ -59,13 +61,11 @@ def dispatch_round(job_id: str, round_no: int, chunks: list, priority: int = 5,
     body = finish_round.signature((job_id, round_no, expected), queue=CONTROL_QUEUE, priority=p)
     body.link_error(on_chord_error.signature((job_id,), queue=CONTROL_QUEUE))
     _send(chord(header, body))
+    training.mark_dispatched(celery_app.conf.trad_settings, job_id, round_no)
 
 
 def send_repairs(repairs: list) -> list[str]:
     """Send what ``training.repair_stalled_jobs`` found missing; returns the job ids."""
-    from app.services import training
-
-    settings = celery_app.conf.trad_settings
     for r in repairs:
         if r.folds:
             for child in r.folds:
@@ -74,7 +74,6 @@ def send_repairs(repairs: list) -> list[str]:
             enqueue_finish(r.job_id, r.round, r.expected, r.priority, resume=True)
         elif r.chunks:
             dispatch_round(r.job_id, r.round, list(r.chunks), r.priority, expected=r.expected)
-            training.mark_dispatched(settings, r.job_id, r.round)
         else:
             enqueue_finish(r.job_id, r.round, r.expected, r.priority)
     return [r.job_id for r in repairs]

@@ -49,7 +49,6 @@ def start_job(self, job_id: str) -> dict:
     if chunks:
         job = training.get_job(_settings(), job_id)
         pipeline.dispatch_round(job_id, 0, chunks, job["priority"])
-        training.mark_dispatched(_settings(), job_id, 0)
     return {"job_id": job_id, "chunks": len(chunks)}
 
 
@@ -88,7 +87,6 @@ def finish_round(self, results: list, job_id: str, round_no: int, expected: int,
     if "next" in outcome:
         job = training.get_job(_settings(), job_id)
         pipeline.dispatch_round(job_id, outcome["round"], outcome["next"], job["priority"])
-        training.mark_dispatched(_settings(), job_id, outcome["round"])
         return {"job_id": job_id, "next_round": outcome["round"]}
     if outcome.get("done") == "succeeded":
         pipeline.enqueue_export(job_id)

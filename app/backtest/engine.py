@@ -172,6 +172,12 @@ def _run(candles, target, config, atr, record, equity, units, trades):
     return stats
 
 
+def _check_finite(target: np.ndarray) -> None:
+    # The full routes check; evaluate, the per-trial hot path, does not.
+    if np.isinf(target).any():
+        raise InputError("target positions must be finite (NaN means flat)", field="target")
+
+
 _NO_RECORD = (np.empty(0), np.empty(0), np.empty((1, K.N_TRADE_COLS)))
 
 
@@ -198,6 +204,7 @@ def equity_returns(candles: Candles, target, config: BacktestConfig = BacktestCo
     from app.backtest.metrics import bar_returns
 
     target, atr = _prepare(candles, target, config, atr)
+    _check_finite(target)
     n = len(candles)
     equity = np.empty(n)
     _run(candles, target, config, atr, True, equity, np.empty(n), np.empty((n + 1, K.N_TRADE_COLS)))
@@ -212,8 +219,7 @@ def backtest(candles: Candles, target, config: BacktestConfig = BacktestConfig()
     ATR-multiple stops; otherwise it is computed with ``config.atr_period``.
     """
     target, atr = _prepare(candles, target, config, atr)
-    if np.isinf(target).any():
-        raise InputError("target positions must be finite (NaN means flat)", field="target")
+    _check_finite(target)
     n = len(candles)
     equity = np.empty(n)
     units = np.empty(n)

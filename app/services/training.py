@@ -413,7 +413,7 @@ def _plan_round(settings: Settings, job: TrainingJob, request: TrainingRequest, 
     numbers = list(range(first_number, first_number + len(params)))
     size = _chunk_size(len(numbers), per_trial_s)
     # Enough to send this round again, the same trials in the same chunks, if the worker
-    # dies between this commit and the chord (see _resume). Grid and random params are
+    # dies between this commit and the chord (see _planned_chunks). Grid and random params are
     # derived again from the seed; a sequential round's asked params are kept (a batch).
     job.round_plan = {"round": round_no, "size": size}
     if request.optimizer in SEQUENTIAL_OPTIMIZERS:
@@ -451,6 +451,17 @@ def _count_recovery(session, job: TrainingJob, what: str) -> None:
     log.warning("job resumed job_id=%s step=%r recoveries=%d", job.id, what, job.recoveries)
 
 
+def _is_walk_forward(job: TrainingJob, request: TrainingRequest) -> bool:
+    """A walk-forward's parent job (its folds are child jobs with their own rounds)."""
+    return job.parent_id is None and parse_validation(
+        request.validation, request.run_validation).method == "walk_forward"
+
+
+def _folds(session, parent_id: str) -> list[TrainingJob]:
+    return list(session.scalars(select(TrainingJob).where(TrainingJob.parent_id == parent_id)
+                                .order_by(TrainingJob.fold)))
+
+
 def mark_dispatched(settings: Settings, job_id: str, round_no: int) -> None:
     """Record that round ``round_no``'s chord (or a walk-forward's folds) went to the broker."""
     with session_scope(settings.database_url) as session:
@@ -475,12 +486,9 @@ def start_job(settings: Settings, job_id: str, resume: bool = False) -> list:
             if resume and job.status == "running" and job.dispatched_round is None:
                 _count_recovery(session, job, "resuming after a lost worker: start")
                 request = _request_of(job)
-                if job.parent_id is None and parse_validation(
-                        request.validation, request.run_validation).method == "walk_forward":
-                    return [ChildJob(c.id, c.priority) for c in session.scalars(
-                        select(TrainingJob).where(TrainingJob.parent_id == job_id,
-                                                  TrainingJob.status == "queued")
-                        .order_by(TrainingJob.fold))]
+                if _is_walk_forward(job, request):
+                    return [ChildJob(c.id, c.priority) for c in _folds(session, job_id)
+                            if c.status == "queued"]
                 return _planned_chunks(job, request)
             log.info("start skipped job_id=%s status=%s", job_id, job.status)
             return []
@@ -1042,10 +1050,8 @@ def _repair(settings: Settings, job_id: str, cutoff) -> Repair | None:
                 TrainingJob.updated_at > cutoff).where(TrainingJob.id == job_id)):
             return None
         request = _request_of(job)
-        if job.parent_id is None and parse_validation(
-                request.validation, request.run_validation).method == "walk_forward":
-            children = list(session.scalars(select(TrainingJob).where(TrainingJob.parent_id == job_id)
-                                            .order_by(TrainingJob.fold)))
+        if _is_walk_forward(job, request):
+            children = _folds(session, job_id)
             queued = [ChildJob(c.id, c.priority) for c in children if c.status == "queued"]
             if queued:
                 _count_recovery(session, job, f"stalled: {len(queued)} folds sent again")
