@@ -38,7 +38,10 @@ def test_old_body_over_http_ends_in_a_configuration_row(e2e_db):
         web.wait_ready()
         for w in workers:
             w.wait_ready()
-        status, body = call("POST", web.url + "/api/v2/training/start", {**OLD_BODY, "min_trades": 1})
+        # Seven in ten random LIQUIDITY_SWEEP params make no trade on a random walk, so
+        # an unseeded job fails now and then (all ten idle): seed 5 draws six that trade.
+        status, body = call("POST", web.url + "/api/v2/training/start",
+                            {**OLD_BODY, "min_trades": 1, "seed": 5})
         assert status == 202 and body["status"] == "queued"
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
