@@ -118,6 +118,9 @@ class Settings:
     # TRAD_THRESHOLD_<FIELD> variables, e.g. TRAD_THRESHOLD_LIVE_MIN_DSR=0.97.
     thresholds: object = None
     max_trials: int = 1_000_000
+    # How many workers share the asks of each bayesian round (a job's sampler_parts when it
+    # does not say). More parts, faster rounds on as many workers, slightly weaker search.
+    sampler_parts: int = 2
     log_level: str = "INFO"
     extra: dict = field(default_factory=dict, repr=False)
 
@@ -195,6 +198,9 @@ def load_settings(environ: dict | None = None) -> Settings:
     except ValueError:
         raise InputError("TRAD_MAX_TRIALS must be an integer") from None
     limits = _time_limits(env)
+    parts = _float(env, "TRAD_SAMPLER_PARTS", 2)
+    if parts != int(parts) or not 1 <= parts <= 64:
+        raise InputError(f"TRAD_SAMPLER_PARTS must be an integer from 1 to 64, got {env['TRAD_SAMPLER_PARTS']!r}")
     return Settings(
         home=home,
         database_url=_normalise_db_url(database_url),
@@ -203,6 +209,7 @@ def load_settings(environ: dict | None = None) -> Settings:
         api_tokens=tokens,
         data_watch=watch,
         max_trials=max_trials,
+        sampler_parts=int(parts),
         data_watch_interval_s=_float(env, "TRAD_DATA_WATCH_INTERVAL_S", 60.0),
         watchdog_interval_s=_float(env, "TRAD_WATCHDOG_INTERVAL_S", 60.0),
         log_level=env.get("TRAD_LOG_LEVEL", "INFO").upper(),

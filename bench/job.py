@@ -5,8 +5,9 @@ Prints, never asserts:
      succeeded with one worker (the old system: 127 s);
   2. 100,000 SMA_CROSS trials over 100,000 candles with 1 and 2 worker processes:
      trials/s, speed-up, and the share of wall time that is not backtesting;
-  3. a bayesian job of 5,000 trials over 1,000 candles: trials/s and the share of wall
-     time in the sampler.
+  3. a bayesian job of 5,000 trials over 1,000 candles with two worker processes, its
+     rounds asked whole in the callback (sampler_parts 1) and in two parts by the
+     workers (sampler_parts 2): trials/s, the best value found, the speed-up.
 
     .venv/bin/python bench/job.py [--only 1,2,3] [--trials 100000] [--bayes-trials 5000]
 """
@@ -102,6 +103,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1,
                         help="runs of [2] per process count; figures of each run, then medians")
     parser.add_argument("--strategy", default="LIQUIDITY_SWEEP")
+    parser.add_argument("--parts", default="1,2", type=lambda v: [int(x) for x in v.split(",")],
+                        help="sampler_parts of the bayesian jobs of [3]")
     args = parser.parse_args()
     only = set(args.only.split(","))
     url, name = create_pg_database()
@@ -165,13 +168,22 @@ def main() -> None:
                             "timeframe": "5m", "optimizer": "bayesian", "lookback_days": 1000 / 288,
                             "n_iterations": args.bayes_trials, "min_trades": 0, "seed": 5,
                             "batch_size": 64}
-                    job, dt = run_job(web, body)
-                    assert job["status"] == "succeeded", job["error"]
-                    sampler = job["result"]["sampler_s"]
-                    work = backtest_seconds(url, job["job_id"])
-                    print(f"[3] bayesian {args.bayes_trials:,} trials x 1,000 candles: {dt:.1f} s, "
-                          f"{args.bayes_trials / dt:,.0f} trials/s; sampler {sampler:.1f} s "
-                          f"= {100 * sampler / dt:.1f}% of wall; backtesting {work:.2f} core-s")
+                    walls = {}
+                    for parts in args.parts:
+                        job, dt = run_job(web, {**body, "sampler_parts": parts})
+                        assert job["status"] == "succeeded", job["error"]
+                        walls[parts] = dt
+                        work = backtest_seconds(url, job["job_id"])
+                        where = (f"sampler in the callback {job['result']['sampler_s']:.1f} s = "
+                                 f"{100 * job['result']['sampler_s'] / dt:.1f}% of wall" if parts == 1
+                                 else "asked by the workers")
+                        print(f"[3] bayesian {args.bayes_trials:,} trials x 1,000 candles, 2 worker "
+                              f"processes, sampler_parts {parts}: {dt:.1f} s, "
+                              f"{args.bayes_trials / dt:,.0f} trials/s, best sharpe "
+                              f"{job['best_value']:.3f}; {where}; backtesting {work:.2f} core-s")
+                    for parts in args.parts[1:]:
+                        print(f"[3] speed-up of sampler_parts {parts} over {args.parts[0]}: "
+                              f"x{walls[args.parts[0]] / walls[parts]:.2f}")
                 finally:
                     w.stop()
         finally:

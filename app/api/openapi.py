@@ -72,6 +72,9 @@ def document() -> dict:
                         "params": {"type": "object", "description": "parameters fixed to values"},
                         "search_space": {"type": "object", "description": "narrowed bounds: {name: [low, high]} or {name: {low, high, step}}"},
                         "batch_size": {"type": "integer", "description": "trials per round (bayesian, cmaes, genetic)"},
+                        "sampler_parts": {"type": "integer", "minimum": 1, "maximum": 64,
+                                          "description": "bayesian: workers that share each round's asks "
+                                                         "(default TRAD_SAMPLER_PARTS)"},
                         "run_validation": {"type": "boolean", "default": False},
                         "validation": {"type": "object", "example": {"method": "holdout", "test_fraction": 0.3}},
                     }},

@@ -145,8 +145,14 @@ def round_trials(session: Session, job_id: str, round_no: int) -> int:
         Trial.job_id == job_id, Trial.round == round_no)))
 
 
-def finished_trials(session: Session, job_id: str) -> list[Trial]:
-    return list(session.scalars(select(Trial).where(Trial.job_id == job_id).order_by(Trial.number)))
+def finished_trials(session: Session, job_id: str, before: int | None = None) -> list:
+    """What a sampler needs of the job's stored trials (number, params, state, value,
+    system_attrs; not the metrics), in number order, those below ``before`` if given."""
+    query = select(Trial.number, Trial.params, Trial.state, Trial.value, Trial.system_attrs
+                   ).where(Trial.job_id == job_id)
+    if before is not None:
+        query = query.where(Trial.number < before)
+    return list(session.execute(query.order_by(Trial.number)))
 
 
 def best_trial(session: Session, job_id: str) -> Trial | None:

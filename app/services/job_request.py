@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import math
 import secrets
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from app.backtest.candles import TIMEFRAMES
 from app.errors import InputError, did_you_mean
 from app.optimize.objectives import OBJECTIVES
-from app.optimize.rounds import SEQUENTIAL_OPTIMIZERS
+from app.optimize.rounds import PARTED_OPTIMIZERS, SEQUENTIAL_OPTIMIZERS
 from app.optimize.space import SearchSpace, build_space
 from app.strategies.registry import get_strategy
 
@@ -60,6 +60,9 @@ class TrainingRequest:
     batch_size: int | None = None
     run_validation: bool = False
     validation: dict | None = None
+    # Workers that share each round's asks (bayesian only; see app.optimize.rounds). Set
+    # at submit (TRAD_SAMPLER_PARTS by default) and kept, so a job is its request's function.
+    sampler_parts: int | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -70,6 +73,11 @@ class TrainingRequest:
     @property
     def rounds_batch(self) -> int:
         return self.batch_size or DEFAULT_BATCH.get(self.optimizer, self.n_iterations)
+
+    @property
+    def parts(self) -> int:
+        """Parts each round is asked in; 1 asks it whole, in the round's callback."""
+        return self.sampler_parts or 1
 
 
 _FIELDS = {f for f in TrainingRequest.__dataclass_fields__}
@@ -105,8 +113,30 @@ def _get(body: dict, key: str, kind, default=None, *, required=False):
     raise TypeError(kind)
 
 
-def parse_request(body, *, max_trials: int = 1_000_000) -> TrainingRequest:
-    """Check every field of a posted body; returns a complete, runnable request."""
+MAX_SAMPLER_PARTS = 64
+
+
+def _sampler_parts(body: dict, optimizer: str, batch: int, default: int) -> int | None:
+    given = _get(body, "sampler_parts", int, None)
+    if optimizer not in PARTED_OPTIMIZERS:
+        if given not in (None, 1):
+            raise InputError(f"sampler_parts applies to {', '.join(PARTED_OPTIMIZERS)} only, "
+                             f"not {optimizer}", field="sampler_parts", hint="leave it out")
+        return None
+    if given is None:
+        return max(1, min(default, batch))
+    if not 1 <= given <= MAX_SAMPLER_PARTS:
+        raise InputError(f"sampler_parts must be between 1 and {MAX_SAMPLER_PARTS}",
+                         field="sampler_parts")
+    if given > batch:
+        raise InputError(f"sampler_parts={given} is more than the {batch} trials of a round",
+                         field="sampler_parts", hint="raise batch_size or lower sampler_parts")
+    return given
+
+
+def parse_request(body, *, max_trials: int = 1_000_000, sampler_parts: int = 1) -> TrainingRequest:
+    """Check every field of a posted body; returns a complete, runnable request.
+    ``sampler_parts``: the server's default for a bayesian job that does not say."""
     from app.data.timeutil import parse_time
     from app.services.market_data import check_exchange_name, check_symbol
 
@@ -182,6 +212,9 @@ def parse_request(body, *, max_trials: int = 1_000_000) -> TrainingRequest:
         search_space=_get(body, "search_space", dict, {}), batch_size=batch,
         run_validation=_get(body, "run_validation", bool, False), validation=validation,
     )
+    if optimizer in SEQUENTIAL_OPTIMIZERS or "sampler_parts" in body:
+        request = replace(request, sampler_parts=_sampler_parts(
+            body, optimizer, request.rounds_batch, sampler_parts))
     from app.validation.split import parse_validation
 
     parse_validation(request.validation, request.run_validation)

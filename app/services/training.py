@@ -102,18 +102,26 @@ class JobFailed(TradError):
 
 @dataclass(frozen=True)
 class Chunk:
-    """A batch of trials for one task: numbers, parameters and sampler state."""
+    """A batch of trials for one task: numbers, parameters and sampler state; or, for a
+    round asked in parts, the numbers and ``ask`` (the task asks their parameters itself:
+    ``{"part": k, "first": the round's first number}``, the history being every trial
+    numbered below ``first``)."""
 
     numbers: list[int]
     params: list[dict]
     system_attrs: list[dict]
+    ask: dict | None = None
 
     def to_message(self) -> dict:
-        return {"numbers": self.numbers, "params": self.params, "system_attrs": self.system_attrs}
+        message = {"numbers": self.numbers, "params": self.params, "system_attrs": self.system_attrs}
+        if self.ask is not None:
+            message["ask"] = self.ask
+        return message
 
     @classmethod
     def from_message(cls, message: dict) -> Chunk:
-        return cls(message["numbers"], message["params"], message.get("system_attrs") or [{}] * len(message["numbers"]))
+        return cls(message["numbers"], message["params"],
+                   message.get("system_attrs") or [{}] * len(message["params"]), message.get("ask"))
 
 
 # -- submit and read ----------------------------------------------------------------------
@@ -125,7 +133,7 @@ def _new_job_id() -> str:
 
 def submit(settings: Settings, body, enqueue: Callable[[str, int], None]) -> dict:
     """Validate, insert the job ``queued``, hand it to ``enqueue(job_id, priority)``."""
-    request = parse_request(body, max_trials=settings.max_trials)
+    request = parse_request(body, max_trials=settings.max_trials, sampler_parts=settings.sampler_parts)
     require_schema(settings.database_url)
     with session_scope(settings.database_url) as session:
         if last_timestamp(session, request.exchange, request.symbol, request.timeframe) is None:
@@ -362,6 +370,14 @@ def _chunk_bounds(n: int, size: int) -> list[tuple[int, int]]:
     return bounds
 
 
+def _ask_chunks(plan: dict) -> list[Chunk]:
+    """A round asked in parts: part k asks and runs the trials of its share of the batch."""
+    first, batch, parts = plan["first"], plan["batch"], min(plan["parts"], plan["batch"])
+    bounds = [(first + k * batch // parts, first + (k + 1) * batch // parts) for k in range(parts)]
+    return [Chunk(list(range(a, b)), [], [], {"part": k, "first": first})
+            for k, (a, b) in enumerate(bounds)]
+
+
 def _split(numbers: list[int], params: list[dict], attrs: list[dict], size: int) -> list[Chunk]:
     return [Chunk(numbers[a:b], params[a:b], attrs[a:b]) for a, b in _chunk_bounds(len(numbers), size)]
 
@@ -383,12 +399,12 @@ def _per_trial_seconds(strategy, candles, cache, config, space) -> float:
 REJECTED_VALUE = -1e9
 
 
-def _history(session, job_id: str) -> list[PastTrial]:
+def _history(session, job_id: str, before: int | None = None) -> list[PastTrial]:
     return [PastTrial(t.number, t.params,
                       t.value if t.state == "complete" else
                       REJECTED_VALUE if t.state == "rejected" else None,
                       t.system_attrs or {})
-            for t in repo.finished_trials(session, job_id)]
+            for t in repo.finished_trials(session, job_id, before)]
 
 
 def _plan_round(settings: Settings, job: TrainingJob, request: TrainingRequest, round_no: int,
@@ -404,6 +420,12 @@ def _plan_round(settings: Settings, job: TrainingJob, request: TrainingRequest, 
         params = space.sample(job.n_trials, job.seed)
         attrs = [{}] * len(params)
         state = None
+    elif request.parts > 1:
+        # Asked in parts by the workers (see app.optimize.rounds); one chunk per part.
+        batch = min(request.rounds_batch, remaining)
+        job.round_plan = {"round": round_no, "first": first_number, "batch": batch,
+                          "parts": request.parts}
+        return _ask_chunks(job.round_plan), None
     else:
         batch = min(request.rounds_batch, remaining)
         asked, state = ask_round(space, request.optimizer, job.seed, round_no, batch, history,
@@ -426,6 +448,8 @@ def _planned_chunks(job: TrainingJob, request: TrainingRequest) -> list[Chunk]:
     plan = job.round_plan or {}
     if plan.get("round") != job.round:
         return []
+    if "parts" in plan:
+        return _ask_chunks(plan)
     if "params" in plan:
         first, params, attrs = plan["first"], plan["params"], plan["attrs"]
     else:
@@ -602,6 +626,11 @@ def run_chunk(settings: Settings, job_id: str, round_no: int, chunk: Chunk) -> d
             return {"job_id": job_id, "skipped": True, "inserted": 0}
         session.expunge(job)
     request = _request_of(job)
+    ask_s = None
+    if chunk.ask is not None:
+        t0 = time.perf_counter()
+        chunk = _asked(settings, job, request, round_no, chunk)
+        ask_s = round(time.perf_counter() - t0, 4)
     candles, cache = _load_job_candles(settings, job)
     strategy = get_strategy(request.strategy)
     config = _config(request)
@@ -628,7 +657,23 @@ def run_chunk(settings: Settings, job_id: str, round_no: int, chunk: Chunk) -> d
             session.execute(update(TrainingJob).where(TrainingJob.id == job.parent_id).values(
                 trials_done=TrainingJob.trials_done + inserted, updated_at=repo.utcnow()))
     best = max((r["value"] for r in rows if r["state"] == "complete"), default=None)
-    return {"job_id": job_id, "round": round_no, "inserted": inserted, "best": best}
+    out = {"job_id": job_id, "round": round_no, "inserted": inserted, "best": best}
+    if ask_s is not None:
+        out["ask_s"] = ask_s  # this part's sampler time (history load included)
+    return out
+
+
+def _asked(settings: Settings, job: TrainingJob, request: TrainingRequest, round_no: int,
+           chunk: Chunk) -> Chunk:
+    """The chunk with its part of the round asked: from every trial numbered below the
+    round's first (all stored before the round went out, so the same history, the same
+    parameters, on whichever worker and however often the chunk runs)."""
+    with session_scope(settings.database_url) as session:
+        history = _history(session, job.id, before=chunk.ask["first"])
+    asked, _ = ask_round(request.space(), request.optimizer, job.seed, round_no,
+                         len(chunk.numbers), history, job.sampler_state or {},
+                         part=chunk.ask["part"])
+    return Chunk(chunk.numbers, [a.params for a in asked], [a.system_attrs for a in asked])
 
 
 def finish_round(settings: Settings, job_id: str, round_no: int, expected: int,
@@ -670,10 +715,12 @@ def _finish_round_locked(settings: Settings, session, job: TrainingJob, round_no
         return {"retry": True, "stored": stored, "expected": expected}
     request = _request_of(job)
     if job.optimizer in SEQUENTIAL_OPTIMIZERS and job.trials_done < job.n_trials:
-        history = _history(session, job_id)
+        # Asked in parts, the round's history is read by the parts, not here.
+        history = _history(session, job_id) if request.parts == 1 else []
+        first = len(history) if request.parts == 1 else job.trials_done
         est = (job.result or {}).get("est_trial_ms", 1.0) / 1e3
         t0 = time.perf_counter()
-        chunks, state = _plan_round(settings, job, request, round_no + 1, len(history), history, est)
+        chunks, state = _plan_round(settings, job, request, round_no + 1, first, history, est)
         job.round = round_no + 1
         job.sampler_state = state
         # Time in the sampler (history load excluded), kept for the benchmarks.
@@ -1080,6 +1127,9 @@ def _repair(settings: Settings, job_id: str, cutoff) -> Repair | None:
 
 
 def _without(chunk: Chunk, stored: set[int]) -> Chunk:
+    if chunk.ask is not None:
+        # A part is stored whole or not at all (one transaction): send it again whole.
+        return chunk if not stored.issuperset(chunk.numbers) else Chunk([], [], [])
     keep = [i for i, n in enumerate(chunk.numbers) if n not in stored]
     return Chunk([chunk.numbers[i] for i in keep], [chunk.params[i] for i in keep],
                  [chunk.system_attrs[i] for i in keep])

@@ -98,6 +98,11 @@ BAD = [
     ("unknown walk-forward field", _with(validation={"method": "walk_forward", "fold": 3}), 400,
      "validation.fold"),
     ("unknown validation method", _with(validation={"method": "kfold"}), 400, "validation.method"),
+    ("sampler parts on random", _with(sampler_parts=2), 400, "sampler_parts"),
+    ("sampler parts on cmaes", _with(optimizer="cmaes", sampler_parts=2), 400, "sampler_parts"),
+    ("zero sampler parts", _with(optimizer="bayesian", sampler_parts=0), 400, "sampler_parts"),
+    ("more sampler parts than a round", _with(optimizer="bayesian", batch_size=4, sampler_parts=5),
+     400, "sampler_parts"),
 ]
 
 
@@ -110,6 +115,18 @@ def test_bad_requests_get_a_clear_json_error(api, name, body, status, field):
     assert error["message"] and "Traceback" not in error["message"]
     assert error.get("field") == field
     assert api.queued == []
+
+
+@pytest.mark.parametrize("extra,parts", [
+    ({}, 2),                                   # the server's default (TRAD_SAMPLER_PARTS)
+    ({"batch_size": 1}, 1),                    # never more parts than trials in a round
+    ({"sampler_parts": 1}, 1),
+    ({"sampler_parts": 8, "batch_size": 8}, 8),
+])
+def test_a_bayesian_job_keeps_its_sampler_parts_in_its_request(api, extra, parts):
+    body = api.post("/api/v2/training/start", json=_with(optimizer="bayesian", **extra)).get_json()
+    job = api.get(body["status_url"]).get_json()
+    assert job["request"]["sampler_parts"] == parts
 
 
 def test_grid_error_explains_the_size(api):

@@ -77,3 +77,29 @@ def test_bayesian_moves_toward_better_values():
             history.append(PastTrial(len(history), a.params, value, a.system_attrs))
     first, last = history[:16], history[-16:]
     assert max(t.value for t in last) > max(t.value for t in first)
+
+
+def test_bayesian_in_parts_moves_toward_better_values_with_distinct_parts():
+    space = build_space(SMA, {"allow_short": False}, {"fast": [2, 100], "slow": [3, 200]})
+
+    def value(p):
+        return -abs(p["fast"] - 20) - abs(p["slow"] - 120) / 2
+
+    history = []
+    for round_no in range(8):
+        parts = [ask_round(space, "bayesian", 3, round_no, 8, history, part=k)[0] for k in (0, 1)]
+        again = ask_round(space, "bayesian", 3, round_no, 8, history, part=1)[0]
+        assert [a.params for a in again] == [a.params for a in parts[1]]
+        assert [a.params for a in parts[0]] != [a.params for a in parts[1]]
+        for a in parts[0] + parts[1]:
+            history.append(PastTrial(len(history), a.params, value(a.params), a.system_attrs))
+    first, last = history[:16], history[-16:]
+    assert max(t.value for t in last) > max(t.value for t in first)
+    assert sum(t.value for t in last) / 16 > sum(t.value for t in first) / 16
+
+
+@pytest.mark.parametrize("optimizer", ["cmaes", "genetic"])
+def test_population_samplers_refuse_a_round_in_parts(optimizer):
+    space = build_space(SMA)
+    with pytest.raises(InputError, match="cannot ask a round in parts"):
+        ask_round(space, optimizer, 3, 0, 8, [], part=0)
