@@ -39,6 +39,7 @@ _FIELDS = [
     ("--priority", "priority", int, "0-9, 9 runs first"),
     ("--timeout-s", "timeout_s", float, "fail the job if not done by then"),
     ("--batch-size", "batch_size", int, "trials per round for bayesian, cmaes, genetic"),
+    ("--sampler-parts", "sampler_parts", int, "bayesian: workers that share each round's asks"),
 ]
 _JSON_FIELDS = [("--params", "params", "fixed parameters as JSON"),
                 ("--search-space", "search_space", "narrowed bounds as JSON"),

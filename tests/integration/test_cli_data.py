@@ -71,6 +71,8 @@ def test_synth_list_gaps_import_and_optimize(trad, tmp_path):
      "unknown strategy"),
     (["optimize", "--strategy", "SMA_CROSS", "--symbol", "BTC/USDT", "--timeframe", "5m",
       "--params", "{bad"], "--params is not valid JSON"),
+    (["optimize", "--strategy", "SMA_CROSS", "--symbol", "BTC/USDT", "--timeframe", "5m",
+      "--sampler-parts", "2"], "sampler_parts applies to bayesian only"),
 ])
 def test_mistakes_are_one_line_and_exit_2(trad, args, message):
     trad("db", "upgrade")
