@@ -118,17 +118,18 @@ def _study(space: SearchSpace, sampler, history: list[PastTrial], study_attrs: d
 
 
 def ask_round(space: SearchSpace, optimizer: str, seed: int, round_no: int, batch_size: int,
-              history: list[PastTrial], study_attrs: dict | None = None, part: int | None = None
-              ) -> tuple[list[AskedTrial], dict]:
+              history: list[PastTrial], study_attrs: dict | None = None, part: int | None = None,
+              round_size: int | None = None) -> tuple[list[AskedTrial], dict]:
     """Ask ``batch_size`` feasible parameter sets; returns them (with the sampler's
     per-trial state) and the study-level sampler state to keep for the next round.
-    ``part``: this is one part of a round asked in parts (its own seed; see above)."""
+    ``part``: this is one part, of ``batch_size`` trials, of a round of ``round_size``
+    asked in parts (its own seed; the sampler set up for the whole round, see above)."""
     from optuna.trial import TrialState
 
     if part is not None and optimizer not in PARTED_OPTIMIZERS:
         raise InputError(f"optimizer {optimizer!r} cannot ask a round in parts", field="optimizer")
     round_seed = _round_seed(seed, round_no, part)
-    sampler = make_sampler(optimizer, round_seed, batch_size, len(space.free))
+    sampler = make_sampler(optimizer, round_seed, round_size or batch_size, len(space.free))
     with warnings.catch_warnings():
         # Constant liar and NSGA-II's internals are marked experimental in some optuna
         # releases; we pin the behaviour in tests, so the notice is noise here.

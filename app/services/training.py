@@ -104,8 +104,8 @@ class JobFailed(TradError):
 class Chunk:
     """A batch of trials for one task: numbers, parameters and sampler state; or, for a
     round asked in parts, the numbers and ``ask`` (the task asks their parameters itself:
-    ``{"part": k, "first": the round's first number}``, the history being every trial
-    numbered below ``first``)."""
+    ``{"part": k, "first": the round's first number, "batch": the round's size}``, the
+    history being every trial numbered below ``first``)."""
 
     numbers: list[int]
     params: list[dict]
@@ -374,7 +374,7 @@ def _ask_chunks(plan: dict) -> list[Chunk]:
     """A round asked in parts: part k asks and runs the trials of its share of the batch."""
     first, batch, parts = plan["first"], plan["batch"], min(plan["parts"], plan["batch"])
     bounds = [(first + k * batch // parts, first + (k + 1) * batch // parts) for k in range(parts)]
-    return [Chunk(list(range(a, b)), [], [], {"part": k, "first": first})
+    return [Chunk(list(range(a, b)), [], [], {"part": k, "first": first, "batch": batch})
             for k, (a, b) in enumerate(bounds)]
 
 
@@ -672,7 +672,7 @@ def _asked(settings: Settings, job: TrainingJob, request: TrainingRequest, round
         history = _history(session, job.id, before=chunk.ask["first"])
     asked, _ = ask_round(request.space(), request.optimizer, job.seed, round_no,
                          len(chunk.numbers), history, job.sampler_state or {},
-                         part=chunk.ask["part"])
+                         part=chunk.ask["part"], round_size=chunk.ask["batch"])
     return Chunk(chunk.numbers, [a.params for a in asked], [a.system_attrs for a in asked])
 
 

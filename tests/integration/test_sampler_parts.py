@@ -27,7 +27,7 @@ def test_a_round_goes_out_as_one_asking_chunk_per_part(settings):
     job_id = submit(settings, **BAYES, sampler_parts=3)
     chunks = training.start_job(settings, job_id)
     assert [c.numbers for c in chunks] == [[0, 1], [2, 3, 4], [5, 6, 7]]
-    assert [c.ask for c in chunks] == [{"part": k, "first": 0} for k in range(3)]
+    assert [c.ask for c in chunks] == [{"part": k, "first": 0, "batch": 8} for k in range(3)]
     assert all(c.params == [] for c in chunks)
     message = chunks[1].to_message()
     assert training.Chunk.from_message(message) == chunks[1]
