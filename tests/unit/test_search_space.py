@@ -103,3 +103,35 @@ def test_population_samplers_refuse_a_round_in_parts(optimizer):
     space = build_space(SMA)
     with pytest.raises(InputError, match="cannot ask a round in parts"):
         ask_round(space, optimizer, 3, 0, 8, [], part=0)
+
+
+def test_tpe_sees_the_best_and_a_seeded_sample_of_a_long_history():
+    from app.optimize.rounds import TPE_HISTORY, TPE_KEEP_BEST, tpe_history
+
+    values = [float((i * 7_919) % 4_001) for i in range(4_000)]
+    history = [PastTrial(i, {"fast": i}, None if i % 97 == 0 else v, {})
+               for i, v in enumerate(values)]
+    assert tpe_history(history[:TPE_HISTORY], 1) == history[:TPE_HISTORY]
+    shown = tpe_history(history, 1)
+    assert len(shown) == TPE_HISTORY and shown == tpe_history(history, 1) != tpe_history(history, 2)
+    assert [t.number for t in shown] == sorted(t.number for t in shown)
+    assert all(t.value is not None for t in shown)
+    finished = sorted((t for t in history if t.value is not None), key=lambda t: -t.value)
+    assert {t.number for t in finished[:TPE_KEEP_BEST]} <= {t.number for t in shown}
+    # The rest is a uniform sample: its numbers spread over the whole job, not its end.
+    rest = sorted(t.number for t in shown if t.number not in {u.number for u in finished[:TPE_KEEP_BEST]})
+    assert rest[len(rest) // 4] < 1_300 and rest[3 * len(rest) // 4] > 2_700
+
+
+def test_bayesian_keeps_improving_past_the_history_it_shows_tpe():
+    from app.optimize.rounds import TPE_HISTORY
+
+    space = build_space(SMA, {"allow_short": False}, {"fast": [2, 100], "slow": [3, 200]})
+
+    def value(p):
+        return -abs(p["fast"] - 20) - abs(p["slow"] - 120) / 2
+
+    history = [PastTrial(i, p, value(p), {}) for i, p in enumerate(space.sample(TPE_HISTORY + 500, 4))]
+    asked, _ = ask_round(space, "bayesian", 3, 50, 32, history)
+    random_mean = sum(t.value for t in history) / len(history)
+    assert sum(value(a.params) for a in asked) / 32 > random_mean + 10
