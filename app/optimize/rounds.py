@@ -200,14 +200,67 @@ def export_study(storage_url: str, study_name: str, space: SearchSpace,
 
     storage = optuna.storages.RDBStorage(storage_url)
     try:
-        optuna.delete_study(study_name=study_name, storage=storage)
-    except KeyError:
-        pass
-    study = optuna.create_study(study_name=study_name, storage=storage, direction="maximize")
-    dists = space.distributions()
-    study.add_trials([
-        create_trial(state=TrialState.COMPLETE if t.value is not None else TrialState.FAIL,
-                     value=t.value, params={k: t.params[k] for k in dists},
-                     distributions=dists, user_attrs={"trad_number": t.number})
-        for t in history
-    ])
+        try:
+            optuna.delete_study(study_name=study_name, storage=storage)
+        except KeyError:
+            pass
+        study = optuna.create_study(study_name=study_name, storage=storage, direction="maximize")
+        dists = space.distributions()
+        try:
+            _add_trials_in_bulk(storage, storage.get_study_id_from_name(study_name), dists,
+                                history)
+            return
+        except (ImportError, AttributeError) as exc:  # an optuna whose table models moved
+            log.warning("bulk study export unavailable (%s); writing trial by trial", exc)
+        study.add_trials([
+            create_trial(state=TrialState.COMPLETE if t.value is not None else TrialState.FAIL,
+                         value=t.value, params={k: t.params[k] for k in dists},
+                         distributions=dists, user_attrs={"trad_number": t.number})
+            for t in history
+        ])
+    finally:
+        storage.engine.dispose()
+
+
+def _add_trials_in_bulk(storage, study_id: int, dists: dict, history: list[PastTrial]) -> None:
+    """The rows ``study.add_trials`` would write, one statement per table in one
+    transaction, through optuna's own table definitions. add_trials runs about ten
+    statements a trial (7-14 ms: a minute and more for 5,000 trials, a worker busy all
+    along); this writes 5,000 in 0.9 s on Postgres and 0.3 s on SQLite, 95 and 171 times
+    faster (bench/study_export.py). tests/integration/test_study_export.py checks that
+    optuna reads back the same study either way."""
+    from datetime import datetime, timezone
+
+    from optuna.distributions import distribution_to_json
+    from optuna.storages._rdb import models
+    from optuna.trial import TrialState
+    from sqlalchemy import insert, select
+
+    if not history:
+        return
+    trials = models.TrialModel.__table__
+    now = datetime.now(timezone.utc).replace(tzinfo=None)  # optuna stores naive UTC
+    as_json = {name: distribution_to_json(d) for name, d in dists.items()}
+    with storage.engine.begin() as conn:
+        conn.execute(insert(trials), [
+            {"number": i, "study_id": study_id,
+             "state": TrialState.COMPLETE if t.value is not None else TrialState.FAIL,
+             "datetime_start": now, "datetime_complete": now}
+            for i, t in enumerate(history)])
+        ids = dict(conn.execute(select(trials.c.number, trials.c.trial_id)
+                                .where(trials.c.study_id == study_id)).all())
+        conn.execute(insert(models.TrialParamModel.__table__), [
+            {"trial_id": ids[i], "param_name": name, "distribution_json": as_json[name],
+             "param_value": d.to_internal_repr(t.params[name])}
+            for i, t in enumerate(history) for name, d in dists.items()])
+        values = []
+        for i, t in enumerate(history):
+            if t.value is not None:
+                value, kind = models.TrialValueModel.value_to_stored_repr(t.value)
+                values.append({"trial_id": ids[i], "objective": 0, "value": value,
+                               "value_type": kind})
+        if values:
+            conn.execute(insert(models.TrialValueModel.__table__), values)
+        conn.execute(insert(models.TrialUserAttributeModel.__table__), [
+            {"trial_id": ids[i], "key": "trad_number", "value_json": json.dumps(t.number)}
+            for i, t in enumerate(history)])
