@@ -174,9 +174,9 @@ def main() -> None:
                         assert job["status"] == "succeeded", job["error"]
                         walls[parts] = dt
                         work = backtest_seconds(url, job["job_id"])
-                        where = (f"sampler in the callback {job['result']['sampler_s']:.1f} s = "
-                                 f"{100 * job['result']['sampler_s'] / dt:.1f}% of wall" if parts == 1
-                                 else "asked by the workers")
+                        sampler = job["result"]["sampler_s"]
+                        where = (f"sampler {sampler:.1f} core-s = {100 * sampler / (2 * dt):.1f}% of "
+                                 f"2 x wall ({'in the callback' if parts == 1 else 'in the workers'})")
                         print(f"[3] bayesian {args.bayes_trials:,} trials x 1,000 candles, 2 worker "
                               f"processes, sampler_parts {parts}: {dt:.1f} s, "
                               f"{args.bayes_trials / dt:,.0f} trials/s, best sharpe "

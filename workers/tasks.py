@@ -68,8 +68,9 @@ def finish_round(self, results: list, job_id: str, round_no: int, expected: int,
     """The chord's body: tell the round, then send the next one or finish the job.
     ``resume``: sent by the watchdog for a finish that was lost (as a redelivery is)."""
     try:
+        asked = sum(r.get("ask_s", 0.0) for r in results or () if isinstance(r, dict))
         outcome = training.finish_round(_settings(), job_id, round_no, expected,
-                                        resume=resume or _redelivered(self))
+                                        resume=resume or _redelivered(self), asked_s=asked)
     except Exception as exc:
         _fail(job_id, exc)
         if isinstance(exc, TradError):

@@ -677,14 +677,17 @@ def _asked(settings: Settings, job: TrainingJob, request: TrainingRequest, round
 
 
 def finish_round(settings: Settings, job_id: str, round_no: int, expected: int,
-                 resume: bool = False) -> dict:
+                 resume: bool = False, asked_s: float = 0.0) -> dict:
     """After a round's chunks: check every trial is stored, then plan the next round or
     finish the job. Returns ``{"next": [chunks...]}``, ``{"retry": True}`` (trials still
     missing: a redelivered chunk is on its way), or ``{"done": status}``.
 
     ``resume``: a redelivery of a finish_round whose worker died after it moved the job on
     (committed round + 1) but before it sent the next round or finished the job: it does
-    that step again. Without ``resume`` such a call is a duplicate and does nothing."""
+    that step again. Without ``resume`` such a call is a duplicate and does nothing.
+
+    ``asked_s``: what the round's chunks spent asking their parts (core-seconds), added to
+    the job's ``result.sampler_s`` with the callback's own asking time."""
     with session_scope(settings.database_url) as session:
         job = repo.lock_job(session, job_id)
         if job is None or job.status != "running":
@@ -700,20 +703,22 @@ def finish_round(settings: Settings, job_id: str, round_no: int, expected: int,
             if chunks:
                 return {"next": chunks, "round": job.round}
         else:
-            outcome = _finish_round_locked(settings, session, job, round_no, expected)
+            outcome = _finish_round_locked(settings, session, job, round_no, expected, asked_s)
             if outcome is not None:
                 return outcome
     return {"done": _finish_job(settings, job_id)}
 
 
 def _finish_round_locked(settings: Settings, session, job: TrainingJob, round_no: int,
-                         expected: int) -> dict | None:
+                         expected: int, asked_s: float = 0.0) -> dict | None:
     """finish_round with the job locked; None when the job is to be finished."""
     job_id = job.id
     stored = repo.round_trials(session, job_id, round_no)
     if stored < expected:
         return {"retry": True, "stored": stored, "expected": expected}
     request = _request_of(job)
+    if asked_s:
+        _add_sampler_time(job, asked_s)
     if job.optimizer in SEQUENTIAL_OPTIMIZERS and job.trials_done < job.n_trials:
         # Asked in parts, the round's history is read by the parts, not here.
         history = _history(session, job_id) if request.parts == 1 else []
@@ -723,10 +728,7 @@ def _finish_round_locked(settings: Settings, session, job: TrainingJob, round_no
         chunks, state = _plan_round(settings, job, request, round_no + 1, first, history, est)
         job.round = round_no + 1
         job.sampler_state = state
-        # Time in the sampler (history load excluded), kept for the benchmarks.
-        result = dict(job.result or {})
-        result["sampler_s"] = round(result.get("sampler_s", 0.0) + time.perf_counter() - t0, 6)
-        job.result = result
+        _add_sampler_time(job, time.perf_counter() - t0)  # history load excluded
         job.updated_at = repo.utcnow()
         repo.add_progress(session, job, "running", f"round {round_no + 1}: {len(chunks)} chunks")
         return {"next": chunks, "round": round_no + 1}
@@ -734,6 +736,14 @@ def _finish_round_locked(settings: Settings, session, job: TrainingJob, round_no
     job.updated_at = repo.utcnow()
     repo.add_progress(session, job, "finishing", "validating the best trial")
     return None
+
+
+def _add_sampler_time(job: TrainingJob, seconds: float) -> None:
+    """``result.sampler_s``: core-seconds the job spent asking its sampler (the callback's
+    asks, and the workers' when a round is asked in parts), kept for the benchmarks."""
+    result = dict(job.result or {})
+    result["sampler_s"] = round(result.get("sampler_s", 0.0) + seconds, 6)
+    job.result = result
 
 
 # The top trials whose per-bar returns feed the PBO (a job may have 100,000 trials; the
