@@ -60,10 +60,18 @@ def _thresholds(env: dict):
     return Thresholds(**values)
 
 
+VISIBILITY_MARGIN_S = 300.0
+
+
 def _time_limits(env: dict) -> tuple[float, float, float]:
     soft = _float(env, "TRAD_TASK_SOFT_LIMIT_S", 600.0)
     hard = _float(env, "TRAD_TASK_HARD_LIMIT_S", soft + 60.0)
-    visibility = _float(env, "TRAD_VISIBILITY_TIMEOUT_S", max(3600.0, hard * 2))
+    # With acks_late and a prefetch multiplier of 1, a worker holds no more unacknowledged
+    # messages than it has processes, so a message is unacknowledged about as long as its
+    # task runs (at most the hard limit). Five minutes on top cover a slow start. The
+    # visibility timeout is also how long the tasks of a worker machine that died wait
+    # before Redis hands them to another: an hour (Celery's default) stalls a job an hour.
+    visibility = _float(env, "TRAD_VISIBILITY_TIMEOUT_S", hard + VISIBILITY_MARGIN_S)
     if not 0 < soft < hard < visibility:
         raise InputError("task limits must satisfy 0 < TRAD_TASK_SOFT_LIMIT_S < "
                          "TRAD_TASK_HARD_LIMIT_S < TRAD_VISIBILITY_TIMEOUT_S")
@@ -108,12 +116,12 @@ class Settings:
     # (soft, hard, visibility) seconds. Hard above soft, the broker's visibility timeout
     # above both: a long task gets SoftTimeLimitExceeded, is killed at the hard limit,
     # and Redis never hands a task still legitimately running to a second worker.
-    task_time_limits: tuple[float, float, float] = (600.0, 660.0, 3600.0)
+    task_time_limits: tuple[float, float, float] = (600.0, 660.0, 960.0)
     redis_prefix: str = ""
     # A running job with no progress for this long lost a message (every redelivery would
     # have come by then): the watchdog sends its missing work again. Default: the
     # visibility timeout plus two minutes (the brokers' restore scans come within that).
-    stall_after_s: float = 3720.0
+    stall_after_s: float = 1080.0
     # Where the lifecycle rules cut (app.validation.confidence.Thresholds), from
     # TRAD_THRESHOLD_<FIELD> variables, e.g. TRAD_THRESHOLD_LIVE_MIN_DSR=0.97.
     thresholds: object = None

@@ -13,3 +13,15 @@ def test_sampler_parts_default_and_override(tmp_path):
 def test_a_bad_sampler_parts_is_one_clear_error(tmp_path, value):
     with pytest.raises(InputError, match="TRAD_SAMPLER_PARTS"):
         load_settings({"TRAD_HOME": str(tmp_path), "TRAD_SAMPLER_PARTS": value})
+
+
+def test_task_limits_rise_and_the_watchdog_waits_past_the_visibility_timeout(tmp_path):
+    settings = load_settings({"TRAD_HOME": str(tmp_path)})
+    soft, hard, visibility = settings.task_time_limits
+    assert (soft, hard, visibility) == (600.0, 660.0, 960.0)
+    assert settings.stall_after_s == visibility + 120
+    custom = load_settings({"TRAD_HOME": str(tmp_path), "TRAD_TASK_HARD_LIMIT_S": "1200"})
+    assert custom.task_time_limits[2] == 1500.0
+    with pytest.raises(InputError, match="must satisfy"):
+        load_settings({"TRAD_HOME": str(tmp_path), "TRAD_TASK_HARD_LIMIT_S": "1200",
+                       "TRAD_VISIBILITY_TIMEOUT_S": "900"})
