@@ -25,3 +25,15 @@ def test_task_limits_rise_and_the_watchdog_waits_past_the_visibility_timeout(tmp
     with pytest.raises(InputError, match="must satisfy"):
         load_settings({"TRAD_HOME": str(tmp_path), "TRAD_TASK_HARD_LIMIT_S": "1200",
                        "TRAD_VISIBILITY_TIMEOUT_S": "900"})
+
+
+def test_the_deploy_env_example_loads_and_states_the_defaults():
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[2] / "deploy" / "trad.env.example"
+    settings = load_settings({"TRAD_ENV_FILE": str(example)})
+    defaults = load_settings({"TRAD_HOME": "/var/lib/trad"})
+    assert settings.task_time_limits == defaults.task_time_limits
+    assert settings.sampler_parts == defaults.sampler_parts
+    assert settings.stall_after_s == defaults.stall_after_s
+    assert settings.database_url.startswith("postgresql")
