@@ -167,3 +167,45 @@ def test_chunks_lost_by_the_broker_are_sent_again_by_the_watchdog(pg_db, redis_u
     assert numbers == list(range(400))
     messages = [p["message"] for p in training.list_progress(settings, job_id)["progress"]]
     assert "stalled round 0: 400 trials sent again" in messages
+
+
+def test_a_bayesian_job_killed_mid_round_asks_and_ends_as_one_never_killed(pg_db, redis_url,
+                                                                           tmp_path):
+    """Rounds asked in parts by the workers: the part whose worker died is asked again by
+    another from the same history, so the job's trials are those of an undisturbed run."""
+    settings = load_settings({"DATABASE_URL": pg_db, "TRAD_HOME": str(tmp_path)})
+    with session_scope(pg_db) as s:
+        md.upsert_candles(s, "binanceus", "BTC/USDT", "5m",
+                          random_candles(60_000, seed=4, start_ms=START, step_ms=STEP))
+    n = 384
+    body = {"strategy": "SMA_CROSS", "symbol": "BTC/USDT", "exchange": "binanceus",
+            "timeframe": "5m", "optimizer": "bayesian", "batch_size": 64, "sampler_parts": 2,
+            "lookback_days": 200, "n_iterations": n, "min_trades": 1, "seed": 21}
+    first = Worker(pg_db, concurrency=1).wait_ready()
+    try:
+        killed = training.submit(settings, body, pipeline.enqueue_start)["job_id"]
+        deadline = time.monotonic() + 60
+        while stored(pg_db, killed) == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        before = stored(pg_db, killed)
+        assert 0 < before < n, "the job must be mid-way when the worker dies"
+    finally:
+        first.kill()
+    second = Worker(pg_db, concurrency=2).wait_ready()
+    try:
+        done = wait_for(settings, killed, timeout=120)
+        assert done["status"] == "succeeded", done["error"]
+        calm = wait_for(settings, training.submit(settings, body, pipeline.enqueue_start)["job_id"],
+                        timeout=120)
+    finally:
+        second.stop()
+
+    def trials(job_id):
+        with session_scope(pg_db) as s:
+            return [(t.number, t.params) for t in s.execute(
+                select(Trial.number, Trial.params).where(Trial.job_id == job_id)
+                .order_by(Trial.number))]
+
+    assert [t[0] for t in trials(killed)] == list(range(n))
+    assert trials(killed) == trials(calm.get("job_id"))
+    assert done["result"]["best_params"] == calm["result"]["best_params"]
