@@ -213,7 +213,7 @@ def export_study(storage_url: str, study_name: str, space: SearchSpace,
                                 history)
             return
         except (ImportError, AttributeError) as exc:  # an optuna whose table models moved
-            log.warning("bulk study export unavailable (%s); writing trial by trial", exc)
+            log.warning("study export trial by trial study=%s reason=%r", study_name, str(exc))
         study.add_trials([
             create_trial(state=TrialState.COMPLETE if t.value is not None else TrialState.FAIL,
                          value=t.value, params={k: t.params[k] for k in dists},
