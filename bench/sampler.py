@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from app.optimize.rounds import PastTrial, ask_round  # noqa: E402
+from app.optimize.rounds import PastTrial, ask_round, part_bounds  # noqa: E402
 from app.optimize.space import build_space  # noqa: E402
 from app.strategies import get_strategy  # noqa: E402
 
@@ -55,9 +55,8 @@ def search(seed: int, trials: int, parts: int | None) -> tuple[dict, float]:
     round_no = 0
     while len(history) < trials:
         batch = min(BATCH, trials - len(history))
-        bounds = [(k * batch // parts, (k + 1) * batch // parts) for k in range(parts)]
         asked, slowest = [], 0.0
-        for k, (a, b) in enumerate(bounds):
+        for k, (a, b) in enumerate(part_bounds(batch, parts)):
             t0 = time.perf_counter()
             got, _ = ask_round(SPACE, "bayesian", seed, round_no, b - a, history,
                                part=k if parts > 1 else None, round_size=batch)

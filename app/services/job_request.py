@@ -212,7 +212,7 @@ def parse_request(body, *, max_trials: int = 1_000_000, sampler_parts: int = 1) 
         search_space=_get(body, "search_space", dict, {}), batch_size=batch,
         run_validation=_get(body, "run_validation", bool, False), validation=validation,
     )
-    if optimizer in SEQUENTIAL_OPTIMIZERS or "sampler_parts" in body:
+    if optimizer in PARTED_OPTIMIZERS or "sampler_parts" in body:
         request = replace(request, sampler_parts=_sampler_parts(
             body, optimizer, request.rounds_batch, sampler_parts))
     from app.validation.split import parse_validation

@@ -38,7 +38,7 @@ from app.db.models import (
 from app.db.session import session_scope
 from app.errors import InputError, TradError
 from app.optimize.objectives import get_objective
-from app.optimize.rounds import SEQUENTIAL_OPTIMIZERS, PastTrial, ask_round
+from app.optimize.rounds import SEQUENTIAL_OPTIMIZERS, PastTrial, ask_round, part_bounds
 from app.services.job_request import TrainingRequest, Unprocessable, parse_request
 from app.strategies.cache import IndicatorCache
 from app.strategies.registry import get_strategy
@@ -372,10 +372,10 @@ def _chunk_bounds(n: int, size: int) -> list[tuple[int, int]]:
 
 def _ask_chunks(plan: dict) -> list[Chunk]:
     """A round asked in parts: part k asks and runs the trials of its share of the batch."""
-    first, batch, parts = plan["first"], plan["batch"], min(plan["parts"], plan["batch"])
-    bounds = [(first + k * batch // parts, first + (k + 1) * batch // parts) for k in range(parts)]
-    return [Chunk(list(range(a, b)), [], [], {"part": k, "first": first, "batch": batch})
-            for k, (a, b) in enumerate(bounds)]
+    first, batch = plan["first"], plan["batch"]
+    return [Chunk(list(range(first + a, first + b)), [], [],
+                  {"part": k, "first": first, "batch": batch})
+            for k, (a, b) in enumerate(part_bounds(batch, plan["parts"]))]
 
 
 def _split(numbers: list[int], params: list[dict], attrs: list[dict], size: int) -> list[Chunk]:
@@ -422,9 +422,8 @@ def _plan_round(settings: Settings, job: TrainingJob, request: TrainingRequest, 
         state = None
     elif request.parts > 1:
         # Asked in parts by the workers (see app.optimize.rounds); one chunk per part.
-        batch = min(request.rounds_batch, remaining)
-        job.round_plan = {"round": round_no, "first": first_number, "batch": batch,
-                          "parts": request.parts}
+        job.round_plan = {"round": round_no, "first": first_number,
+                          "batch": min(request.rounds_batch, remaining), "parts": request.parts}
         return _ask_chunks(job.round_plan), None
     else:
         batch = min(request.rounds_batch, remaining)
