@@ -143,12 +143,12 @@ def cmd_optimize(args) -> int:
             started = _http("POST", base + "/api/v2/training/start", token, body)
             job = _follow(lambda: _http("GET", base + started["status_url"], token), progress)
         else:
-            from app.services import training
+            from app.services import jobs
             from workers.pipeline import enqueue_start
 
             settings = load_settings()
-            started = training.submit(settings, body, enqueue_start)
-            job = _follow(lambda: training.get_job(settings, started["job_id"]), progress)
+            started = jobs.submit(settings, body, enqueue_start)
+            job = _follow(lambda: jobs.get_job(settings, started["job_id"]), progress)
     finally:
         progress.close()
     if args.json:
@@ -160,9 +160,9 @@ def cmd_optimize(args) -> int:
 
 def cmd_configs_list(args) -> int:
     from app.cli_data import _print_table
-    from app.services import training
+    from app.services import configurations
 
-    page = training.list_configurations(load_settings(), args.strategy, args.pair, args.timeframe,
+    page = configurations.list_configurations(load_settings(), args.strategy, args.pair, args.timeframe,
                                         args.stage)
     if args.json:
         print(json.dumps(page))
@@ -175,9 +175,9 @@ def cmd_configs_list(args) -> int:
 
 
 def cmd_configs_show(args) -> int:
-    from app.services import training
+    from app.services import configurations
 
-    config = training.get_configuration(load_settings(), args.name)
+    config = configurations.get_configuration(load_settings(), args.name)
     print(json.dumps(config, indent=2))
     return 0
 
@@ -192,7 +192,7 @@ def cmd_demo(args) -> int:
     from app.db import market_data as repo
     from app.db.migrate import upgrade
     from app.db.session import session_scope
-    from app.services import market_data, training
+    from app.services import jobs, market_data
     from workers.pipeline import enqueue_start
 
     settings = load_settings()
@@ -206,10 +206,10 @@ def cmd_demo(args) -> int:
         report = market_data.synthesize(settings, body["symbol"], body["timeframe"], days=60, seed=7)
         print(f"made {report.rows} synthetic {body['timeframe']} candles for {body['symbol']}")
     t0 = time.perf_counter()
-    started = training.submit(settings, body, enqueue_start)
+    started = jobs.submit(settings, body, enqueue_start)
     progress = Progress("training")
     try:
-        job = _follow(lambda: training.get_job(settings, started["job_id"]), progress)
+        job = _follow(lambda: jobs.get_job(settings, started["job_id"]), progress)
     finally:
         progress.close()
     elapsed = time.perf_counter() - t0

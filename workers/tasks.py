@@ -7,7 +7,7 @@ from celery import shared_task
 from celery.exceptions import Retry
 
 from app.errors import TradError
-from app.services import market_data, training
+from app.services import jobs, market_data, training
 from workers import pipeline
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ def start_job(self, job_id: str) -> dict:
         training.mark_dispatched(_settings(), job_id, 0)
         return {"job_id": job_id, "folds": len(chunks)}
     if chunks:
-        job = training.get_job(_settings(), job_id)
+        job = jobs.get_job(_settings(), job_id)
         pipeline.dispatch_round(job_id, 0, chunks, job["priority"])
     return {"job_id": job_id, "chunks": len(chunks)}
 
@@ -86,7 +86,7 @@ def finish_round(self, results: list, job_id: str, round_no: int, expected: int,
             return {"job_id": job_id, "failed": "missing trials"}
         raise self.retry(countdown=2)
     if "next" in outcome:
-        job = training.get_job(_settings(), job_id)
+        job = jobs.get_job(_settings(), job_id)
         pipeline.dispatch_round(job_id, outcome["round"], outcome["next"], job["priority"])
         return {"job_id": job_id, "next_round": outcome["round"]}
     if outcome.get("done") == "succeeded":

@@ -84,7 +84,7 @@ class TrainingJob(Base):
                                                   index=True)
     fold: Mapped[int | None] = mapped_column(Integer)
     sampler_state: Mapped[dict | None] = mapped_column(JsonType)
-    # Resuming after a worker died mid-step (see app.services.training.start_job): the plan
+    # Resuming after a worker died mid-step (see app.services.training.start): the plan
     # of the current round, the last round whose chord was sent, and how often it resumed.
     round_plan: Mapped[dict | None] = mapped_column(JsonType)
     dispatched_round: Mapped[int | None] = mapped_column(Integer)

@@ -13,7 +13,7 @@ import pytest
 from app.config import load_settings
 from app.db import market_data as md
 from app.db.session import session_scope
-from app.services import training
+from app.services import configurations, jobs, training
 from tests.conftest import random_candles
 from tests.integration.test_training_jobs import START, STEP
 
@@ -30,7 +30,7 @@ def submit(settings, **changes) -> str:
     body = {"strategy": "SMA_CROSS", "symbol": "BTC/USDT", "exchange": "binanceus",
             "timeframe": "5m", "optimizer": "random", "lookback_days": 5, "n_iterations": 30,
             "min_trades": 1, "seed": 7, **changes}
-    return training.submit(settings, body, lambda job_id, priority: None)["job_id"]
+    return jobs.submit(settings, body, lambda job_id, priority: None)["job_id"]
 
 
 def plan(chunks) -> list:
@@ -59,7 +59,7 @@ def test_a_redelivered_start_sends_round_0_again_until_it_went_out(settings, opt
     assert plan(training.start_job(settings, job_id, resume=True)) == plan(first)
     training.mark_dispatched(settings, job_id, 0)
     assert training.start_job(settings, job_id, resume=True) == []
-    progress = training.list_progress(settings, job_id)["progress"]
+    progress = jobs.list_progress(settings, job_id)["progress"]
     assert any("resuming after a lost worker: start" in p["message"] for p in progress)
 
 
@@ -91,10 +91,10 @@ def test_a_redelivered_finish_round_finishes_a_job_whose_finish_was_lost(setting
         job.round = 1
     assert training.finish_round(settings, job_id, 0, 30) == {"done": "running"}
     assert training.finish_round(settings, job_id, 0, 30, resume=True) == {"done": "succeeded"}
-    done = training.get_job(settings, job_id)
+    done = jobs.get_job(settings, job_id)
     assert done["status"] == "succeeded" and done["trials_done"] == 30
     assert training.finish_round(settings, job_id, 0, 30, resume=True) == {"done": "succeeded"}
-    configs = training.list_configurations(settings)["configurations"]
+    configs = configurations.list_configurations(settings)["configurations"]
     assert [c["name"] for c in configs] == [done["result"]["configuration"]]
 
 
@@ -131,7 +131,7 @@ def test_the_watchdog_sends_again_the_trials_of_a_lost_chunk(settings):
     for chunk in repair.chunks:
         training.run_chunk(settings, job_id, 0, chunk)
     assert training.finish_round(settings, job_id, 0, repair.expected) == {"done": "succeeded"}
-    assert training.get_job(settings, job_id)["trials_done"] == 30
+    assert jobs.get_job(settings, job_id)["trials_done"] == 30
 
 
 def test_the_watchdog_sends_again_a_lost_chord_callback_and_a_lost_finish(settings):
@@ -179,8 +179,8 @@ def test_the_watchdog_finishes_a_walk_forward_whose_finish_was_lost(settings):
     with session_scope(settings.database_url) as session:
         repo.lock_job(session, job_id).round = 1  # the walk-forward's finish claimed, then lost
     run_job_through(settings, children[1].job_id)
-    assert training.get_job(settings, job_id)["status"] == "running"
+    assert jobs.get_job(settings, job_id)["status"] == "running"
     assert training.repair_stalled_jobs(settings, stall_after_s=0) == []  # finished in place
-    done = training.get_job(settings, job_id)
+    done = jobs.get_job(settings, job_id)
     assert done["status"] == "succeeded", done["error"]
     assert len(done["result"]["walk_forward"]["folds"]) == 2

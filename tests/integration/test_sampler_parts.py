@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from app.db.models import Trial
 from app.db.session import session_scope
-from app.services import training
+from app.services import jobs, training
 from tests.integration.test_resume import plan, run_job_through, settings, submit  # noqa: F401
 
 BAYES = {"optimizer": "bayesian", "batch_size": 8, "n_iterations": 32}
@@ -60,7 +60,7 @@ def test_a_part_asked_again_gives_the_same_trials_whatever_else_is_stored(settin
     # A redelivered part: same history (trials below the round's first), same answer.
     redelivered = training.run_chunk(settings, job_id, 2, first)
     assert redelivered["inserted"] == 0 and redelivered["ask_s"] > 0
-    assert training._asked(settings, _job(settings, job_id), _request(settings, job_id), 2,
+    assert training.asked_part(settings, _job(settings, job_id), _request(settings, job_id), 2,
                            first).params == stored[16:20]
 
 
@@ -87,7 +87,7 @@ def _job(settings, job_id):
 
 
 def _request(settings, job_id):
-    return training._request_of(_job(settings, job_id))
+    return training.request_of(_job(settings, job_id))
 
 
 @pytest.mark.parametrize("optimizer", ["cmaes", "genetic"])
@@ -95,18 +95,18 @@ def test_population_samplers_ask_their_round_whole(settings, optimizer):
     job_id = submit(settings, optimizer=optimizer, batch_size=8, n_iterations=16)
     chunks = training.start_job(settings, job_id)
     assert all(c.ask is None and len(c.params) == len(c.numbers) for c in chunks)
-    assert training.get_job(settings, job_id)["request"]["sampler_parts"] is None
+    assert jobs.get_job(settings, job_id)["request"]["sampler_parts"] is None
 
 
 def test_the_parts_asking_time_is_added_to_the_jobs_sampler_time(settings):
     job_id = submit(settings, **BAYES)
     chunks = training.start_job(settings, job_id)
-    before = training.get_job(settings, job_id)["result"]["sampler_s"]
+    before = jobs.get_job(settings, job_id)["result"]["sampler_s"]
     assert all(training.run_chunk(settings, job_id, 0, c)["ask_s"] > 0 for c in chunks)
     # What the chord's callback sums from its chunks' results (workers/tasks.py).
     assert training.finish_round(settings, job_id, 0, 8, asked_s=2.5)["round"] == 1
-    after = training.get_job(settings, job_id)["result"]["sampler_s"]
+    after = jobs.get_job(settings, job_id)["result"]["sampler_s"]
     assert 2.5 <= after - before < 2.6
     # A duplicate of that finish (the chord's callback sent twice) adds nothing.
     assert training.finish_round(settings, job_id, 0, 8, asked_s=2.5) == {"done": "running"}
-    assert training.get_job(settings, job_id)["result"]["sampler_s"] == after
+    assert jobs.get_job(settings, job_id)["result"]["sampler_s"] == after

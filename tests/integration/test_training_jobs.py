@@ -10,7 +10,7 @@ from app.config import load_settings
 from app.db import market_data as md
 from app.db.models import TrainedConfiguration, Trial
 from app.db.session import session_scope
-from app.services import training
+from app.services import jobs
 from tests.conftest import random_candles
 from workers import pipeline
 
@@ -31,7 +31,7 @@ def settings(pg_db, worker, tmp_path):
 def wait_for(settings, job_id, timeout=120.0, until=("succeeded", "failed", "cancelled")):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        job = training.get_job(settings, job_id)
+        job = jobs.get_job(settings, job_id)
         if job["status"] in until:
             return job
         time.sleep(0.2)
@@ -54,7 +54,7 @@ def body(**changes):
     ("genetic", {"batch_size": 10}),
 ])
 def test_a_job_ends_with_exactly_its_trials_and_a_stored_configuration(settings, optimizer, extra):
-    job = training.submit(settings, body(optimizer=optimizer, **extra), pipeline.enqueue_start)
+    job = jobs.submit(settings, body(optimizer=optimizer, **extra), pipeline.enqueue_start)
     done = wait_for(settings, job["job_id"])
     assert done["status"] == "succeeded", done["error"]
     with session_scope(settings.database_url) as s:
@@ -67,15 +67,15 @@ def test_a_job_ends_with_exactly_its_trials_and_a_stored_configuration(settings,
     assert config.params == done["result"]["best_params"]
     assert config.lifecycle_stage in ("PAPER", "REJECTED")
     assert config.name.startswith("SMA_CROSS_V1_")
-    progress = training.list_progress(settings, job["job_id"])["progress"]
+    progress = jobs.list_progress(settings, job["job_id"])["progress"]
     assert progress[-1]["stage"] == "succeeded" and progress[-1]["percentage"] == 100.0
     assert all(p["percentage"] is not None and p["step_number"] is not None for p in progress)
 
 
 def test_the_same_request_gives_the_same_result(settings):
-    first = wait_for(settings, training.submit(settings, body(optimizer="bayesian", batch_size=8,
+    first = wait_for(settings, jobs.submit(settings, body(optimizer="bayesian", batch_size=8,
                                                               n_iterations=24), pipeline.enqueue_start)["job_id"])
-    second = wait_for(settings, training.submit(settings, body(optimizer="bayesian", batch_size=8,
+    second = wait_for(settings, jobs.submit(settings, body(optimizer="bayesian", batch_size=8,
                                                                n_iterations=24), pipeline.enqueue_start)["job_id"])
     assert first["result"]["best_params"] == second["result"]["best_params"]
     assert first["result"]["in_sample"] == second["result"]["in_sample"]
@@ -84,18 +84,18 @@ def test_the_same_request_gives_the_same_result(settings):
 def test_a_failing_strategy_ends_the_job_failed_with_its_message(settings):
     # slow=3 with fast=2 is valid for SMA_CROSS, so break it at run time instead: a
     # search over a series too short for holdout fails in start_job with a clear message.
-    job = training.submit(settings, body(lookback_days=0.1, run_validation=True), pipeline.enqueue_start)
+    job = jobs.submit(settings, body(lookback_days=0.1, run_validation=True), pipeline.enqueue_start)
     done = wait_for(settings, job["job_id"])
     assert done["status"] == "failed"
     assert "too few to hold out" in done["error"]
 
 
 def test_cancel_stops_a_running_job(settings):
-    job = training.submit(settings, body(n_iterations=20000, optimizer="random"), pipeline.enqueue_start)
+    job = jobs.submit(settings, body(n_iterations=20000, optimizer="random"), pipeline.enqueue_start)
     wait_for(settings, job["job_id"], until=("running", "succeeded"))
-    training.cancel(settings, job["job_id"])
+    jobs.cancel(settings, job["job_id"])
     time.sleep(2.0)
-    done = training.get_job(settings, job["job_id"])
+    done = jobs.get_job(settings, job["job_id"])
     assert done["status"] == "cancelled"
     with session_scope(settings.database_url) as s:
         stored = s.scalar(select(func.count()).select_from(Trial).where(Trial.job_id == job["job_id"]))
@@ -105,19 +105,19 @@ def test_cancel_stops_a_running_job(settings):
 def test_the_watchdog_fails_a_job_past_its_deadline(settings):
     from workers.tasks import watchdog
 
-    job = training.submit(settings, body(timeout_s=0.05), lambda job_id, priority: None)
+    job = jobs.submit(settings, body(timeout_s=0.05), lambda job_id, priority: None)
     time.sleep(0.1)
     result = watchdog.apply_async(queue="trad.control").get(timeout=30)
     assert result == {"expired": [job["job_id"]], "repaired": []}
-    done = training.get_job(settings, job["job_id"])
+    done = jobs.get_job(settings, job["job_id"])
     assert done["status"] == "failed" and "timed out" in done["error"]
-    assert training.list_progress(settings, job["job_id"])["progress"][-1]["stage"] == "failed"
+    assert jobs.list_progress(settings, job["job_id"])["progress"][-1]["stage"] == "failed"
 
 
 def test_a_bayesian_study_is_copied_for_optuna_dashboard(settings):
     import optuna
 
-    done = wait_for(settings, training.submit(settings, body(optimizer="bayesian", batch_size=8,
+    done = wait_for(settings, jobs.submit(settings, body(optimizer="bayesian", batch_size=8,
                                                              n_iterations=16), pipeline.enqueue_start)["job_id"])
     assert done["status"] == "succeeded"
     deadline = time.monotonic() + 30
@@ -140,7 +140,7 @@ def test_a_strategy_that_raises_ends_the_job_failed_with_its_message(settings, p
 
     sys.path.insert(0, str(plugin_dir))  # the API side checks the strategy name too
     try:
-        job = training.submit(settings, body(strategy="EXPLODES", min_trades=0, n_iterations=30,
+        job = jobs.submit(settings, body(strategy="EXPLODES", min_trades=0, n_iterations=30,
                                              lookback_days=1), pipeline.enqueue_start)
     finally:
         sys.path.remove(str(plugin_dir))

@@ -8,7 +8,7 @@ from app.backtest import Candles
 from app.config import load_settings
 from app.db import market_data as md
 from app.db.session import session_scope
-from app.services import training
+from app.services import jobs
 from tests.conftest import random_candles
 from tests.integration.test_training_jobs import START, STEP, wait_for
 from workers import pipeline
@@ -33,7 +33,7 @@ def run(settings, candles, **extra):
             "min_trades": 5, "seed": 1, "params": {"allow_short": False},
             "search_space": {"fast": [2, 60], "slow": [10, 200]},
             "validation": {"method": "holdout", "test_fraction": 0.3}, **extra}
-    return wait_for(settings, training.submit(settings, body, pipeline.enqueue_start)["job_id"],
+    return wait_for(settings, jobs.submit(settings, body, pipeline.enqueue_start)["job_id"],
                     timeout=180)
 
 
@@ -90,6 +90,6 @@ def test_walk_forward_runs_its_folds_as_parallel_jobs_and_stitches_the_tests(pg_
         assert config.validation["method"] == "walk_forward"
         assert config.validation["stitched_bars"] == 4 * 600
         assert config.params == children[-1].best_params
-    listed = training.list_jobs(settings)["jobs"]
+    listed = jobs.list_jobs(settings)["jobs"]
     assert [j["job_id"] for j in listed].count(job["job_id"]) == 1
     assert all(j["job_id"] not in [c.id for c in children] for j in listed)

@@ -11,7 +11,7 @@ from app.config import load_settings
 from app.db import market_data as md
 from app.db.models import TrainingJob, Trial
 from app.db.session import session_scope
-from app.services import training
+from app.services import configurations, jobs
 from tests.conftest import random_candles
 from tests.processes import Beat, Worker
 from tests.integration.test_training_jobs import START, STEP, wait_for
@@ -33,7 +33,7 @@ def test_sigkill_mid_job_then_a_new_worker_finishes_with_exactly_n_trials(pg_db,
     first = Worker(pg_db, concurrency=1).wait_ready()
     try:
         n = 6000
-        job = training.submit(settings, {
+        job = jobs.submit(settings, {
             "strategy": "SMA_CROSS", "symbol": "BTC/USDT", "exchange": "binanceus",
             "timeframe": "5m", "optimizer": "random", "lookback_days": 200,
             "n_iterations": n, "min_trades": 1, "seed": 9}, pipeline.enqueue_start)
@@ -44,7 +44,7 @@ def test_sigkill_mid_job_then_a_new_worker_finishes_with_exactly_n_trials(pg_db,
         assert 0 < before < n, "the job must be mid-way when the worker dies"
     finally:
         first.kill()
-    assert training.get_job(settings, job["job_id"])["status"] == "running"
+    assert jobs.get_job(settings, job["job_id"])["status"] == "running"
     if message_lost:
         # As if the worker died in that window: the broker has no record of what it held.
         import redis
@@ -65,7 +65,7 @@ def test_sigkill_mid_job_then_a_new_worker_finishes_with_exactly_n_trials(pg_db,
     finally:
         beat.stop()
         second.stop()
-    how = [p["message"] for p in training.list_progress(settings, job["job_id"])["progress"]
+    how = [p["message"] for p in jobs.list_progress(settings, job["job_id"])["progress"]
            if p["message"].startswith("stalled")]
     print(f"before kill {before}/{n}; recovered in {time.monotonic() - killed_at:.1f} s "
           f"({'by the watchdog' if how else 'by redelivery'})")
@@ -93,18 +93,18 @@ def test_sigkill_while_finishing_then_a_new_worker_finishes_the_job_once(pg_db, 
     first = Worker(pg_db, concurrency=1, extra_env=env).wait_ready()
     sys.path.insert(0, str(plugin_dir))  # SLOW is a plugin; the API side checks the name too
     try:
-        job_id = training.submit(settings, {
+        job_id = jobs.submit(settings, {
             "strategy": "SLOW", "symbol": "BTC/USDT", "exchange": "binanceus", "timeframe": "5m",
             "optimizer": "random", "lookback_days": 5, "n_iterations": 12, "min_trades": 1,
             "seed": 2}, pipeline.enqueue_start)["job_id"]
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not any(
-                p["stage"] == "finishing" for p in training.list_progress(settings, job_id)["progress"]):
+                p["stage"] == "finishing" for p in jobs.list_progress(settings, job_id)["progress"]):
             time.sleep(0.05)
     finally:
         first.kill()
         sys.path.remove(str(plugin_dir))
-    assert training.get_job(settings, job_id)["status"] == "running", "killed before the finish ended"
+    assert jobs.get_job(settings, job_id)["status"] == "running", "killed before the finish ended"
     second = Worker(pg_db, concurrency=1, extra_env=env).wait_ready()
     try:
         done = wait_for(settings, job_id, timeout=120)
@@ -112,10 +112,10 @@ def test_sigkill_while_finishing_then_a_new_worker_finishes_the_job_once(pg_db, 
         second.stop()
     assert done["status"] == "succeeded", done["error"]
     assert done["trials_done"] == 12
-    messages = [p["message"] for p in training.list_progress(settings, job_id)["progress"]]
+    messages = [p["message"] for p in jobs.list_progress(settings, job_id)["progress"]]
     assert "resuming after a lost worker: finish" in messages
     assert done["recoveries"] == 1
-    configs = training.list_configurations(settings)["configurations"]
+    configs = configurations.list_configurations(settings)["configurations"]
     assert [c["name"] for c in configs] == [done["result"]["configuration"]]
 
 
@@ -132,7 +132,7 @@ def test_chunks_lost_by_the_broker_are_sent_again_by_the_watchdog(pg_db, redis_u
     control = Worker(pg_db, concurrency=1, queues="trad.control").wait_ready()
     trials = None
     try:
-        job_id = training.submit(settings, {
+        job_id = jobs.submit(settings, {
             "strategy": "SMA_CROSS", "symbol": "BTC/USDT", "exchange": "binanceus",
             "timeframe": "5m", "optimizer": "random", "lookback_days": 15, "n_iterations": 400,
             "min_trades": 1, "seed": 5}, pipeline.enqueue_start)["job_id"]
@@ -165,7 +165,7 @@ def test_chunks_lost_by_the_broker_are_sent_again_by_the_watchdog(pg_db, redis_u
         numbers = list(s.scalars(select(Trial.number).where(Trial.job_id == job_id)
                                  .order_by(Trial.number)))
     assert numbers == list(range(400))
-    messages = [p["message"] for p in training.list_progress(settings, job_id)["progress"]]
+    messages = [p["message"] for p in jobs.list_progress(settings, job_id)["progress"]]
     assert "stalled round 0: 400 trials sent again" in messages
 
 
@@ -183,7 +183,7 @@ def test_a_bayesian_job_killed_mid_round_asks_and_ends_as_one_never_killed(pg_db
             "lookback_days": 200, "n_iterations": n, "min_trades": 1, "seed": 21}
     first = Worker(pg_db, concurrency=1).wait_ready()
     try:
-        killed = training.submit(settings, body, pipeline.enqueue_start)["job_id"]
+        killed = jobs.submit(settings, body, pipeline.enqueue_start)["job_id"]
         deadline = time.monotonic() + 60
         while stored(pg_db, killed) == 0 and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -195,7 +195,7 @@ def test_a_bayesian_job_killed_mid_round_asks_and_ends_as_one_never_killed(pg_db
     try:
         done = wait_for(settings, killed, timeout=120)
         assert done["status"] == "succeeded", done["error"]
-        calm = wait_for(settings, training.submit(settings, body, pipeline.enqueue_start)["job_id"],
+        calm = wait_for(settings, jobs.submit(settings, body, pipeline.enqueue_start)["job_id"],
                         timeout=120)
     finally:
         second.stop()

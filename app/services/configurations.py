@@ -1,0 +1,120 @@
+"""Trained configurations (web process and CLI): list, read, and a person's stage change with its audit trail."""
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import func, select
+
+from app.config import Settings
+from app.db import training as repo
+from app.db.models import (
+    ConfigurationStageChange,
+    TrainedConfiguration,
+)
+from app.db.session import session_scope
+from app.errors import InputError
+from app.services.jobs import Conflict, NotFound, page_args
+
+log = logging.getLogger(__name__)
+
+
+def _config_view(row: TrainedConfiguration) -> dict:
+    return {
+        "name": row.name, "strategy_name": row.strategy_name,
+        "strategy_version": row.strategy_version, "exchange": row.exchange, "pair": row.pair,
+        "timeframe": row.timeframe, "params": row.params, "objective": row.objective,
+        "in_sample_metrics": row.in_sample_metrics,
+        "out_of_sample_metrics": row.out_of_sample_metrics, "validation": row.validation,
+        "net_profit": row.net_profit, "sharpe_ratio": row.sharpe_ratio,
+        "sample_size": row.sample_size, "confidence": row.confidence,
+        "lifecycle_stage": row.lifecycle_stage, "job_id": row.job_id,
+        "data_fingerprint": row.data_fingerprint,
+        "created_at": row.created_at.isoformat(), "updated_at": row.updated_at.isoformat(),
+    }
+
+
+def list_configurations(settings: Settings, strategy=None, pair=None, timeframe=None,
+                        stage=None, page=1, per_page=50) -> dict:
+    page, per_page = page_args(page, per_page)
+    with session_scope(settings.database_url) as session:
+        query = select(TrainedConfiguration)
+        count = select(func.count()).select_from(TrainedConfiguration)
+        for column, value in ((TrainedConfiguration.strategy_name, strategy and strategy.upper()),
+                              (TrainedConfiguration.pair, pair and pair.upper()),
+                              (TrainedConfiguration.timeframe, timeframe),
+                              (TrainedConfiguration.lifecycle_stage, stage and stage.upper())):
+            if value:
+                query = query.where(column == value)
+                count = count.where(column == value)
+        total = session.scalar(count)
+        rows = session.scalars(query.order_by(TrainedConfiguration.updated_at.desc())
+                               .offset((page - 1) * per_page).limit(per_page))
+        return {"configurations": [_config_view(r) for r in rows], "page": page,
+                "per_page": per_page, "total": total}
+
+
+def get_configuration(settings: Settings, name: str) -> dict:
+    with session_scope(settings.database_url) as session:
+        row = session.scalars(select(TrainedConfiguration).where(TrainedConfiguration.name == name)).first()
+        if row is None:
+            raise NotFound(f"no configuration {name!r}", field="name")
+        return {**_config_view(row), "stage_history": _history_view(session, row.id)}
+
+
+def _history_view(session, config_id: int) -> list[dict]:
+    rows = session.scalars(select(ConfigurationStageChange).where(
+        ConfigurationStageChange.configuration_id == config_id).order_by(ConfigurationStageChange.id))
+    return [{"from": r.from_stage, "to": r.to_stage, "reason": r.reason, "actor": r.actor,
+             "forced": r.forced, "ts": r.ts.isoformat()} for r in rows]
+
+
+def change_stage(settings: Settings, name: str, body, actor: str = "api") -> dict:
+    """A person moves a configuration to a stage, with a reason kept in the audit trail.
+
+    ``LIVE`` is only ever reached this way. A ``REJECTED`` configuration goes anywhere but
+    ``RETIRED`` only with ``force: true`` (and the audit row says it was forced).
+    """
+    from app.validation.lifecycle import STAGES
+
+    if not isinstance(body, dict):
+        raise InputError("the body must be a JSON object")
+    unknown = set(body) - {"stage", "reason", "force"}
+    if unknown:
+        key = sorted(unknown)[0]
+        raise InputError(f"unknown field {key!r}", field=key, hint="fields: stage, reason, force")
+    stage = body.get("stage")
+    if not isinstance(stage, str) or stage.upper() not in STAGES:
+        from app.errors import did_you_mean
+
+        raise InputError(f"unknown stage {stage!r}", field="stage",
+                         hint=did_you_mean(str(stage).upper(), STAGES))
+    stage = stage.upper()
+    reason = body.get("reason")
+    if not isinstance(reason, str) or len(reason.strip()) < 3:
+        raise InputError("a reason is required (a few words: why this stage)", field="reason")
+    force = body.get("force", False)
+    if not isinstance(force, bool):
+        raise InputError("force must be true or false", field="force")
+    with session_scope(settings.database_url) as session:
+        stmt = select(TrainedConfiguration).where(TrainedConfiguration.name == name)
+        if session.get_bind().dialect.name == "postgresql":
+            stmt = stmt.with_for_update()
+        row = session.scalars(stmt).first()
+        if row is None:
+            raise NotFound(f"no configuration {name!r}", field="name")
+        if row.lifecycle_stage == stage:
+            raise Conflict(f"{name} is already {stage}", field="stage")
+        if row.lifecycle_stage == "REJECTED" and stage != "RETIRED" and not force:
+            reasons = "; ".join((row.validation or {}).get("reasons", [])) or "failed its checks"
+            raise Conflict(f"{name} was REJECTED ({reasons}); promoting it needs force: true",
+                           field="force")
+        now = repo.utcnow()
+        previous = row.lifecycle_stage
+        session.add(ConfigurationStageChange(
+            configuration_id=row.id, from_stage=previous, to_stage=stage,
+            reason=reason.strip(), actor=actor[:128], forced=force, ts=now))
+        row.lifecycle_stage = stage
+        row.updated_at = now
+        log.info("stage changed configuration=%s from=%s to=%s actor=%s forced=%s",
+                 name, previous, stage, actor, force)
+    return get_configuration(settings, name)

@@ -1,0 +1,205 @@
+"""The API's side of a training job (runs in the web process): submit, read, list, cancel."""
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable
+from datetime import timedelta
+
+from sqlalchemy import func, select
+
+from app.config import Settings
+from app.data.timeutil import iso
+from app.db import training as repo
+from app.db.market_data import last_timestamp
+from app.db.migrate import require_schema
+from app.db.models import (
+    TrainingJob,
+    TrainingProgress,
+    Trial,
+)
+from app.db.session import session_scope
+from app.errors import InputError
+from app.services.job_request import TrainingRequest, Unprocessable, parse_request
+from app.validation.split import parse_validation
+
+log = logging.getLogger(__name__)
+
+
+class NotFound(InputError):
+    code = "not_found"
+    status = 404
+
+
+class Conflict(InputError):
+    code = "conflict"
+    status = 409
+
+
+def new_job_id() -> str:
+    return secrets.token_hex(16)
+
+
+def submit(settings: Settings, body, enqueue: Callable[[str, int], None]) -> dict:
+    """Validate, insert the job ``queued``, hand it to ``enqueue(job_id, priority)``."""
+    request = parse_request(body, max_trials=settings.max_trials, sampler_parts=settings.sampler_parts)
+    require_schema(settings.database_url)
+    with session_scope(settings.database_url) as session:
+        if last_timestamp(session, request.exchange, request.symbol, request.timeframe) is None:
+            raise Unprocessable(
+                f"no {request.timeframe} candles for {request.symbol} on {request.exchange}",
+                field="symbol",
+                hint=f"import or fetch them first: trad data fetch --exchange {request.exchange} "
+                     f"--symbol {request.symbol} --timeframe {request.timeframe}")
+        now = repo.utcnow()
+        job = TrainingJob(
+            id=new_job_id(), status="queued", request=request.to_dict(),
+            strategy=request.strategy, exchange=request.exchange, symbol=request.symbol,
+            timeframe=request.timeframe, optimizer=request.optimizer, objective=request.objective,
+            priority=request.priority, seed=request.seed, n_trials=planned_trials(request),
+            round=0, trials_done=0, cancel_requested=False, timeout_s=request.timeout_s,
+            deadline_at=now + timedelta(seconds=request.timeout_s), created_at=now,
+            updated_at=now)
+        session.add(job)
+        session.flush()
+        repo.add_progress(session, job, "queued", "waiting for a worker", 0)
+        job_id = job.id
+    log.info("job submitted job_id=%s strategy=%s symbol=%s timeframe=%s optimizer=%s trials=%d",
+             job_id, request.strategy, request.symbol, request.timeframe, request.optimizer,
+             planned_trials(request))
+    enqueue(job_id, request.priority)
+    return get_job(settings, job_id)
+
+
+def planned_trials(request: TrainingRequest) -> int:
+    per_run = len(request.space().grid()) if request.optimizer == "grid" else request.n_iterations
+    plan = parse_validation(request.validation, request.run_validation)
+    # A walk-forward runs the search once per fold.
+    return per_run * plan.folds if plan.method == "walk_forward" else per_run
+
+
+def job_or_404(session, job_id: str) -> TrainingJob:
+    job = session.get(TrainingJob, job_id) if isinstance(job_id, str) and len(job_id) <= 64 else None
+    if job is None:
+        raise NotFound(f"no training job {job_id!r}", field="job_id")
+    return job
+
+
+def _job_view(job: TrainingJob, brief: bool = False) -> dict:
+    view = {
+        "job_id": job.id,
+        "status": job.status,
+        "strategy": job.strategy,
+        "exchange": job.exchange,
+        "symbol": job.symbol,
+        "timeframe": job.timeframe,
+        "optimizer": job.optimizer,
+        "objective": job.objective,
+        "priority": job.priority,
+        "percentage": round(100.0 * min(job.trials_done, job.n_trials) / max(job.n_trials, 1), 2),
+        "trials_done": job.trials_done,
+        "trials_total": job.n_trials,
+        "best_value": job.best_value,
+        "created_at": job.created_at.isoformat() if job.created_at else None,
+        "started_at": job.started_at.isoformat() if job.started_at else None,
+        "finished_at": job.finished_at.isoformat() if job.finished_at else None,
+        "error": job.error,
+    }
+    if not brief:
+        view.update({
+            "request": job.request,
+            "seed": job.seed,
+            "round": job.round,
+            # Steps resumed or repaired after a lost worker or message (see count_recovery).
+            "recoveries": job.recoveries or 0,
+            "data_fingerprint": job.data_fingerprint,
+            "data_start": iso(job.data_start),
+            "data_end": iso(job.data_end),
+            "best_params": job.best_params,
+            "deadline_at": job.deadline_at.isoformat() if job.deadline_at else None,
+            "result": job.result,
+        })
+    return view
+
+
+def get_job(settings: Settings, job_id: str) -> dict:
+    with session_scope(settings.database_url) as session:
+        return _job_view(job_or_404(session, job_id))
+
+
+def page_args(page, per_page) -> tuple[int, int]:
+    try:
+        page, per_page = int(page or 1), int(per_page or 50)
+    except (TypeError, ValueError):
+        raise InputError("page and per_page must be integers", field="page") from None
+    if page < 1 or not 1 <= per_page <= 1000:
+        raise InputError("page starts at 1; per_page is 1 to 1000", field="per_page")
+    return page, per_page
+
+
+def list_jobs(settings: Settings, status: str | None = None, page=1, per_page=50) -> dict:
+    page, per_page = page_args(page, per_page)
+    statuses = ("queued", "running", "succeeded", "failed", "cancelled")
+    if status and status not in statuses:
+        raise InputError(f"unknown status {status!r}", field="status", hint="known: " + ", ".join(statuses))
+    with session_scope(settings.database_url) as session:
+        query = select(TrainingJob).where(TrainingJob.parent_id.is_(None))
+        count = select(func.count()).select_from(TrainingJob).where(TrainingJob.parent_id.is_(None))
+        if status:
+            query = query.where(TrainingJob.status == status)
+            count = count.where(TrainingJob.status == status)
+        total = session.scalar(count)
+        jobs = session.scalars(query.order_by(TrainingJob.created_at.desc(), TrainingJob.id)
+                               .offset((page - 1) * per_page).limit(per_page))
+        return {"jobs": [_job_view(j, brief=True) for j in jobs], "page": page,
+                "per_page": per_page, "total": total}
+
+
+def list_trials(settings: Settings, job_id: str, page=1, per_page=100, order: str = "number") -> dict:
+    page, per_page = page_args(page, per_page)
+    if order not in ("number", "value"):
+        raise InputError("order is number or value", field="order")
+    with session_scope(settings.database_url) as session:
+        job_or_404(session, job_id)
+        query = select(Trial).where(Trial.job_id == job_id)
+        query = query.order_by(Trial.value.desc().nulls_last(), Trial.number) if order == "value" \
+            else query.order_by(Trial.number)
+        total = session.scalar(select(func.count()).select_from(Trial).where(Trial.job_id == job_id))
+        trials = session.scalars(query.offset((page - 1) * per_page).limit(per_page))
+        return {"trials": [{"number": t.number, "round": t.round, "params": t.params,
+                            "state": t.state, "value": t.value, "metrics": t.metrics,
+                            "duration_s": t.duration} for t in trials],
+                "page": page, "per_page": per_page, "total": total}
+
+
+def list_progress(settings: Settings, job_id: str, after_id: int = 0, limit: int = 500) -> dict:
+    with session_scope(settings.database_url) as session:
+        job = job_or_404(session, job_id)
+        rows = session.scalars(select(TrainingProgress).where(
+            TrainingProgress.job_id == job_id, TrainingProgress.id > int(after_id or 0))
+            .order_by(TrainingProgress.id).limit(max(1, min(int(limit), 5000))))
+        return {"job_id": job_id, "status": job.status, "progress": [
+            {"id": p.id, "ts": p.ts.isoformat(), "percentage": p.percentage,
+             "step_number": p.step_number, "total_steps": p.total_steps, "stage": p.stage,
+             "message": p.message, "best_value": p.best_value} for p in rows]}
+
+
+def cancel(settings: Settings, job_id: str) -> dict:
+    """Cancel a queued or running job: it ends ``cancelled`` now; chunks already
+    dispatched see the flag and skip their work."""
+    with session_scope(settings.database_url) as session:
+        job = repo.lock_job(session, job_id)
+        if job is None:
+            raise NotFound(f"no training job {job_id!r}", field="job_id")
+        if job.status in repo.TERMINAL:
+            raise Conflict(f"job {job_id} already {job.status}", field="job_id")
+        now = repo.utcnow()
+        for row in [job, *session.scalars(select(TrainingJob).where(
+                TrainingJob.parent_id == job_id, TrainingJob.status.in_(("queued", "running"))))]:
+            row.cancel_requested = True
+            row.status = "cancelled"
+            row.finished_at = now
+            row.updated_at = now
+            repo.add_progress(session, row, "cancelled", "cancelled on request")
+    log.info("job cancelled job_id=%s", job_id)
+    return get_job(settings, job_id)

@@ -1,0 +1,160 @@
+"""What every step of a job shares: its request and backtest config, its trials as the sampler
+sees them, recovery accounting and the ways a job ends (failed, succeeded)."""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from app.backtest.candles import periods_per_year
+from app.backtest.engine import BacktestConfig
+from app.config import Settings
+from app.db import training as repo
+from app.db.models import TrainingJob
+from app.db.session import session_scope
+from app.errors import TradError
+from app.optimize.rounds import PastTrial
+from app.services.job_request import TrainingRequest
+from app.validation.split import parse_validation
+
+log = logging.getLogger(__name__)
+
+FINISH_RETRIES = 30
+
+
+class JobFailed(TradError):
+    """The job cannot go on; the message is what the trader reads."""
+
+    code = "job_failed"
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A batch of trials for one task: numbers, parameters and sampler state; or, for a
+    round asked in parts, the numbers and ``ask`` (the task asks their parameters itself:
+    ``{"part": k, "first": the round's first number, "batch": the round's size}``, the
+    history being every trial numbered below ``first``)."""
+
+    numbers: list[int]
+    params: list[dict]
+    system_attrs: list[dict]
+    ask: dict | None = None
+
+    def to_message(self) -> dict:
+        message = {"numbers": self.numbers, "params": self.params, "system_attrs": self.system_attrs}
+        if self.ask is not None:
+            message["ask"] = self.ask
+        return message
+
+    @classmethod
+    def from_message(cls, message: dict) -> Chunk:
+        return cls(message["numbers"], message["params"],
+                   message.get("system_attrs") or [{}] * len(message["params"]), message.get("ask"))
+
+
+@dataclass(frozen=True)
+class ChildJob:
+    """A walk-forward fold, started as a job of its own."""
+
+    job_id: str
+    priority: int
+
+
+def request_of(job: TrainingJob) -> TrainingRequest:
+    data = dict(job.request)
+    return TrainingRequest(**data)
+
+
+def backtest_config(request: TrainingRequest) -> BacktestConfig:
+    return BacktestConfig(fee=request.fee, slippage_bps=request.slippage_bps,
+                          periods_per_year=periods_per_year(request.timeframe))
+
+
+# What the sampler is told for a trial with fewer than min_trades trades. Samplers rank
+# (TPE splits by quantile, CMA-ES and NSGA-II sort), so one very low constant sends the
+# search away from such regions without bending the scale of the valid values.
+REJECTED_VALUE = -1e9
+
+
+def job_history(session, job_id: str, before: int | None = None) -> list[PastTrial]:
+    return [PastTrial(t.number, t.params,
+                      t.value if t.state == "complete" else
+                      REJECTED_VALUE if t.state == "rejected" else None,
+                      t.system_attrs or {})
+            for t in repo.finished_trials(session, job_id, before)]
+
+
+# A control task (start_job, finish_round) redelivered after its worker died resumes the job
+# at most this many times; a step that kills its worker every time fails the job instead.
+MAX_RECOVERIES = 3
+
+
+def count_recovery(session, job: TrainingJob, what: str) -> None:
+    job.recoveries = (job.recoveries or 0) + 1
+    if job.recoveries > MAX_RECOVERIES:
+        raise JobFailed(f"the worker running this job was lost {MAX_RECOVERIES} times in the middle "
+                        f"of a step (killed, out of memory, or past TRAD_TASK_HARD_LIMIT_S); "
+                        "resubmit it with fewer trials or a shorter range, or raise the limit")
+    job.updated_at = repo.utcnow()
+    repo.add_progress(session, job, "running", what)
+    log.warning("job resumed job_id=%s step=%r recoveries=%d", job.id, what, job.recoveries)
+
+
+def is_walk_forward(job: TrainingJob, request: TrainingRequest) -> bool:
+    """A walk-forward's parent job (its folds are child jobs with their own rounds)."""
+    return job.parent_id is None and parse_validation(
+        request.validation, request.run_validation).method == "walk_forward"
+
+
+def fold_jobs(session, parent_id: str) -> list[TrainingJob]:
+    return list(session.scalars(select(TrainingJob).where(TrainingJob.parent_id == parent_id)
+                                .order_by(TrainingJob.fold)))
+
+
+def params_key(params: dict) -> str:
+    return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def config_name(strategy: str, version: int) -> str:
+    now = repo.utcnow()
+    return f"{strategy}_V{version}_{now:%Y%m%d_%H%M%S}_{secrets.token_hex(3)}"
+
+
+def mark_succeeded(job: TrainingJob, now, best_params: dict, best_value: float,
+                    result: dict) -> None:
+    job.status = "succeeded"
+    job.finished_at = now
+    job.updated_at = now
+    job.best_params = best_params
+    job.best_value = best_value
+    job.result = {**(job.result or {}), **result}
+
+
+def fail_job(settings: Settings, job_id: str, message: str) -> bool:
+    """End a job ``failed`` with a message a person can act on (no-op when it already
+    ended). Returns whether it changed the job."""
+    with session_scope(settings.database_url) as session:
+        job = repo.lock_job(session, job_id)
+        if job is None or job.status in repo.TERMINAL:
+            return False
+        now = repo.utcnow()
+        job.status = "failed"
+        job.error = message[:2000]
+        job.finished_at = now
+        job.updated_at = now
+        repo.add_progress(session, job, "failed", message[:2000])
+        parent_id, fold = job.parent_id, job.fold
+        for child in session.scalars(select(TrainingJob).where(
+                TrainingJob.parent_id == job_id, TrainingJob.status.in_(("queued", "running")))):
+            child.cancel_requested = True
+            child.status = "cancelled"
+            child.finished_at = now
+            child.updated_at = now
+    log.warning("job failed job_id=%s error=%s", job_id, message)
+    if parent_id:
+        fail_job(settings, parent_id, f"fold {fold} failed: {message}")
+    return True

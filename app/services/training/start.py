@@ -1,0 +1,118 @@
+"""start_job (a worker's control queue): candles, fingerprint, lookahead gate, the first round."""
+from __future__ import annotations
+
+import logging
+import time
+
+from sqlalchemy import update
+
+from app.backtest.candles import timeframe_ms
+from app.config import Settings
+from app.db import training as repo
+from app.db.market_data import last_timestamp, load_candles
+from app.db.models import TrainingJob
+from app.db.session import session_scope
+from app.services.job_request import TrainingRequest
+from app.services.training.candle_cache import candles_cache
+from app.services.training.context import (
+    ChildJob,
+    JobFailed,
+    backtest_config,
+    count_recovery,
+    fold_jobs,
+    is_walk_forward,
+    request_of,
+)
+from app.services.training.plan import per_trial_seconds, plan_round, planned_chunks
+from app.services.training.walk_forward import start_walk_forward
+from app.strategies.cache import IndicatorCache
+from app.strategies.registry import get_strategy
+from app.validation.lookahead import check_lookahead
+from app.validation.split import holdout_split, parse_validation
+
+log = logging.getLogger(__name__)
+
+
+def data_range(session, request: TrainingRequest) -> tuple[int, int]:
+    """[start, end) of the job's data. ``lookback_days`` counts back from the newest
+    stored candle, not from the wall clock, so a job over imported history works."""
+    step = timeframe_ms(request.timeframe)
+    if request.start is not None:
+        end = request.end if request.end is not None else (
+            last_timestamp(session, request.exchange, request.symbol, request.timeframe) + step)
+        return request.start, end
+    last = last_timestamp(session, request.exchange, request.symbol, request.timeframe)
+    if last is None:
+        raise JobFailed(f"no {request.timeframe} candles for {request.symbol} on {request.exchange}")
+    end = request.end if request.end is not None else last + step
+    return end - int(request.lookback_days * 86_400_000), end
+
+
+def mark_dispatched(settings: Settings, job_id: str, round_no: int) -> None:
+    """Record that round ``round_no``'s chord (or a walk-forward's folds) went to the broker."""
+    with session_scope(settings.database_url) as session:
+        session.execute(update(TrainingJob).where(
+            TrainingJob.id == job_id,
+            (TrainingJob.dispatched_round.is_(None)) | (TrainingJob.dispatched_round < round_no))
+            .values(dispatched_round=round_no))
+
+
+def start_job(settings: Settings, job_id: str, resume: bool = False) -> list:
+    """Load and fingerprint the candles, mark the job running, plan round 0. Returns the
+    round's chunks, or, for a walk-forward, the fold jobs to start (``ChildJob``s).
+
+    ``resume``: this is a redelivery (the worker that ran it died). A running job whose
+    round 0 never went out gets its planned chunks (or its folds still queued) again;
+    sending them twice is harmless, trials being idempotent on (job_id, number)."""
+    with session_scope(settings.database_url) as session:
+        job = repo.lock_job(session, job_id)
+        if job is None:
+            raise JobFailed(f"no training job {job_id}")
+        if job.status != "queued":
+            if resume and job.status == "running" and job.dispatched_round is None:
+                count_recovery(session, job, "resuming after a lost worker: start")
+                request = request_of(job)
+                if is_walk_forward(job, request):
+                    return [ChildJob(c.id, c.priority) for c in fold_jobs(session, job_id)
+                            if c.status == "queued"]
+                return planned_chunks(job, request)
+            log.info("start skipped job_id=%s status=%s", job_id, job.status)
+            return []
+        request = request_of(job)
+        start, end = data_range(session, request)
+        candles = load_candles(session, job.exchange, job.symbol, job.timeframe, start, end)
+    plan = parse_validation(request.validation, request.run_validation)
+    if plan.method == "walk_forward":
+        return start_walk_forward(settings, job_id, request, plan, candles)
+    train = candles
+    if plan.method == "holdout":
+        train = candles.slice(0, holdout_split(len(candles), plan.test_fraction))
+    strategy = get_strategy(request.strategy)
+    violation = check_lookahead(strategy, train, request.space().complete(
+        {p.name: p.default for p in request.space().free}))
+    if violation is not None:
+        raise JobFailed(f"{violation}; fix the strategy before training it")
+    cache = IndicatorCache(train)
+    per_trial = per_trial_seconds(strategy, train, cache, backtest_config(request), request.space())
+    candles_cache[train.fingerprint] = (train, cache)
+    with session_scope(settings.database_url) as session:
+        job = repo.lock_job(session, job_id)
+        if job.status != "queued":
+            return []
+        now = repo.utcnow()
+        job.status = "running"
+        job.started_at = now
+        job.updated_at = now
+        job.data_start, job.data_end = int(candles.ts[0]), int(candles.ts[-1]) + timeframe_ms(job.timeframe)
+        job.data_fingerprint = train.fingerprint
+        job.result = {"bars": len(candles), "train_bars": len(train),
+                      "est_trial_ms": round(per_trial * 1e3, 4)}
+        t0 = time.perf_counter()
+        chunks, state = plan_round(settings, job, request, 0, 0, [], per_trial)
+        job.sampler_state = state
+        job.result = {**job.result, "sampler_s": round(time.perf_counter() - t0, 6)}
+        repo.add_progress(session, job, "running",
+                          f"{len(train)} bars, {job.n_trials} trials, round 0: {len(chunks)} chunks")
+    log.info("job started job_id=%s bars=%d trials=%d chunks=%d est_trial_ms=%.3f",
+             job_id, len(candles), job.n_trials, len(chunks), per_trial * 1e3)
+    return chunks

@@ -1,0 +1,210 @@
+"""Walk-forward jobs: folds as child jobs, each fold's finish, and the stitched record."""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+from sqlalchemy import select
+
+from app.backtest.candles import Candles, timeframe_ms
+from app.config import Settings
+from app.data.timeutil import iso
+from app.db import training as repo
+from app.db.market_data import load_candles
+from app.db.models import TrainingJob
+from app.db.session import session_scope
+from app.errors import TradError
+from app.services.job_request import TrainingRequest
+from app.services.jobs import new_job_id, planned_trials
+from app.services.training.context import (
+    ChildJob,
+    JobFailed,
+    backtest_config,
+    config_name,
+    fail_job,
+    mark_succeeded,
+    params_key,
+    request_of,
+)
+from app.strategies.registry import get_strategy
+from app.strategies.runner import run_strategy
+from app.validation.confidence import Thresholds, confidence_and_stage
+from app.validation.lookahead import check_lookahead
+from app.validation.split import parse_validation
+
+log = logging.getLogger(__name__)
+
+
+# The stitched out-of-sample equity curve is kept at most this many points.
+EQUITY_POINTS = 500
+
+
+def start_walk_forward(settings: Settings, job_id: str, request: TrainingRequest, plan,
+                        candles: Candles) -> list[ChildJob]:
+    """Plan the folds over the job's bars and create one child job per fold, each
+    optimizing on its training window; the folds run in parallel."""
+    from app.validation.walk_forward import plan_folds
+
+    folds = plan_folds(len(candles), plan.folds, plan.train_bars, plan.test_bars, plan.anchored)
+    strategy = get_strategy(request.strategy)
+    violation = check_lookahead(strategy, candles, request.space().complete(
+        {p.name: p.default for p in request.space().free}))
+    if violation is not None:
+        raise JobFailed(f"{violation}; fix the strategy before training it")
+    step = timeframe_ms(request.timeframe)
+    children = []
+    with session_scope(settings.database_url) as session:
+        parent = repo.lock_job(session, job_id)
+        if parent.status != "queued":
+            return []
+        now = repo.utcnow()
+        per_fold = planned_trials(request) // len(folds)
+        for i, fold in enumerate(folds):
+            child_request = request.to_dict() | {
+                "validation": None, "run_validation": False, "lookback_days": None,
+                "start": int(candles.ts[fold.train_start]),
+                "end": int(candles.ts[fold.train_end - 1]) + step,
+                "seed": (request.seed + 7_919 * (i + 1)) % (2**63)}
+            child = TrainingJob(
+                id=new_job_id(), status="queued", request=child_request, parent_id=job_id, fold=i,
+                strategy=parent.strategy, exchange=parent.exchange, symbol=parent.symbol,
+                timeframe=parent.timeframe, optimizer=parent.optimizer, objective=parent.objective,
+                priority=parent.priority, seed=child_request["seed"], n_trials=per_fold, round=0,
+                trials_done=0, cancel_requested=False, timeout_s=parent.timeout_s,
+                deadline_at=parent.deadline_at, created_at=now, updated_at=now)
+            session.add(child)
+            children.append(ChildJob(child.id, parent.priority))
+        parent.status = "running"
+        parent.started_at = now
+        parent.updated_at = now
+        parent.data_start, parent.data_end = int(candles.ts[0]), int(candles.ts[-1]) + step
+        parent.data_fingerprint = candles.fingerprint
+        parent.result = {"bars": len(candles), "folds": [
+            {"fold": i, "job_id": c.job_id, "train": [iso(int(candles.ts[f.train_start])),
+                                                       iso(int(candles.ts[f.train_end - 1]) + step)],
+             "test": [iso(int(candles.ts[f.test_start])), iso(int(candles.ts[f.test_end - 1]) + step)],
+             "train_bars": f.train_bars, "test_bars": f.test_bars}
+            for i, (c, f) in enumerate(zip(children, folds))]}
+        repo.add_progress(session, parent, "running",
+                          f"walk-forward: {len(folds)} folds of {folds[0].train_bars} training and "
+                          f"{folds[0].test_bars} test bars")
+    log.info("walk-forward started job_id=%s folds=%d", job_id, len(folds))
+    return children
+
+
+def finish_fold(settings: Settings, job: TrainingJob, request: TrainingRequest, best_params: dict,
+                 best_value: float, best_number: int, in_sample, trust: dict, bars: int) -> str:
+    """A walk-forward fold is done: keep its winner, then finish the walk-forward if it
+    was the last fold."""
+    now = repo.utcnow()
+    with session_scope(settings.database_url) as session:
+        child = repo.lock_job(session, job.id)
+        if child.status != "running":
+            return child.status
+        mark_succeeded(child, now, best_params, best_value, {
+            "best_trial": best_number, "best_params": best_params, "objective": request.objective,
+            "best_value": best_value, "in_sample": in_sample.metrics, "trust": trust["report"]})
+        repo.add_progress(session, child, "succeeded",
+                          f"fold {child.fold}: best {request.objective}={best_value:.4f}", child.n_trials)
+    log.info("fold finished job_id=%s parent=%s fold=%s", job.id, job.parent_id, job.fold)
+    maybe_finish_walk_forward(settings, job.parent_id)
+    return "succeeded"
+
+
+def maybe_finish_walk_forward(settings: Settings, parent_id: str) -> None:
+    """Finish the walk-forward once every fold has; exactly one caller gets to."""
+    with session_scope(settings.database_url) as session:
+        parent = repo.lock_job(session, parent_id)
+        if parent is None or parent.status != "running" or parent.round != 0:
+            return
+        children = list(session.scalars(select(TrainingJob).where(TrainingJob.parent_id == parent_id)
+                                        .order_by(TrainingJob.fold)))
+        if any(c.status != "succeeded" for c in children):
+            return
+        parent.round = 1  # the claim: a concurrent last fold stops at the check above
+    try:
+        _finish_walk_forward(settings, parent_id)
+    except TradError as exc:
+        fail_job(settings, parent_id, str(exc))
+
+
+def _finish_walk_forward(settings: Settings, parent_id: str) -> None:
+    """Test each fold's winner on the bars after its training window, stitch the test
+    windows into one out-of-sample record, score it, store the latest fold's parameters."""
+    from app.backtest.metrics import compute_metrics
+    from app.validation.walk_forward import plan_folds, stitch, walk_forward_efficiency
+
+    with session_scope(settings.database_url) as session:
+        parent = session.get(TrainingJob, parent_id)
+        children = list(session.scalars(select(TrainingJob).where(TrainingJob.parent_id == parent_id)
+                                        .order_by(TrainingJob.fold)))
+        for c in children:
+            session.expunge(c)
+        session.expunge(parent)
+        candles = load_candles(session, parent.exchange, parent.symbol, parent.timeframe,
+                               parent.data_start, parent.data_end)
+    request = request_of(parent)
+    plan = parse_validation(request.validation, request.run_validation)
+    folds = plan_folds(len(candles), plan.folds, plan.train_bars, plan.test_bars, plan.anchored)
+    strategy = get_strategy(request.strategy)
+    config = backtest_config(request)
+    per_fold, returns, pnls, exposed, times = [], [], [], 0, []
+    for child, fold in zip(children, folds):
+        test = candles.slice(fold.test_start, fold.test_end)
+        times.append(test.ts)
+        result = run_strategy(strategy, test, child.best_params, config)
+        returns.append(result.returns)
+        pnls.extend(t.pnl for t in result.trades)
+        exposed += int(round(result.metrics["exposure"] * len(test)))
+        per_fold.append({"fold": child.fold, "job_id": child.id, "params": child.best_params,
+                         "in_sample": child.result["in_sample"], "out_of_sample": result.metrics})
+    stitched = stitch(returns)
+    equity = config.initial_capital * np.cumprod(1.0 + stitched)
+    oos = compute_metrics(equity, np.asarray(pnls), exposed, config.initial_capital,
+                          config.periods_per_year)
+    wfe = walk_forward_efficiency([f["in_sample"]["cagr"] for f in per_fold],
+                                  [f["out_of_sample"]["cagr"] for f in per_fold])
+    last = children[-1]
+    trust = last.result["trust"]
+    pbo = (trust.get("pbo") or {}).get("pbo")
+    confidence, stage, reasons = confidence_and_stage(
+        trust["deflated_sharpe"]["dsr"], pbo, last.result["in_sample"], oos, request.min_trades,
+        settings.thresholds or Thresholds())
+    if wfe < 0.5 and stage != "REJECTED":
+        reasons.append(f"walk-forward efficiency {wfe:.2f} is below 0.5")
+    now = repo.utcnow()
+    # The stitched out-of-sample equity curve, at most EQUITY_POINTS points (bar close times).
+    ts = np.concatenate(times)
+    keep = np.unique(np.linspace(0, len(ts) - 1, min(EQUITY_POINTS, len(ts))).astype(int))
+    curve = [[iso(int(ts[i])), round(float(equity[i]), 6)] for i in keep]
+    walk_forward = {**plan.to_dict(), "wfe": wfe, "folds": per_fold, "reasons": reasons,
+                    "stitched_bars": int(stitched.size), "equity_curve": curve, **trust}
+    with session_scope(settings.database_url) as session:
+        config_row = repo.upsert_configuration(session, {
+            "name": config_name(strategy.name, strategy.version),
+            "strategy_name": strategy.name, "strategy_version": strategy.version,
+            "exchange": parent.exchange, "pair": parent.symbol, "timeframe": parent.timeframe,
+            "params": last.best_params, "params_key": params_key(last.best_params),
+            "objective": request.objective, "in_sample_metrics": last.result["in_sample"],
+            "out_of_sample_metrics": oos, "validation": walk_forward,
+            "net_profit": oos["net_profit"], "sharpe_ratio": oos["sharpe_ratio"],
+            "sample_size": oos["num_trades"], "confidence": confidence, "lifecycle_stage": stage,
+            "job_id": parent_id, "data_fingerprint": parent.data_fingerprint,
+            "created_at": now, "updated_at": now,
+        })
+        job = repo.lock_job(session, parent_id)
+        if job.status != "running":
+            return
+        mark_succeeded(job, now, last.best_params, last.best_value, {
+            "configuration": config_row.name, "best_params": last.best_params,
+            "objective": request.objective, "best_value": last.best_value,
+            "in_sample": last.result["in_sample"], "out_of_sample": oos,
+            "walk_forward": {"wfe": wfe, "folds": per_fold, "equity_curve": curve},
+            "confidence": confidence, "lifecycle_stage": stage, "reasons": reasons,
+            "trust": trust})
+        repo.add_progress(session, job, "succeeded",
+                          f"walk-forward over {len(folds)} folds: OOS Sharpe "
+                          f"{oos['sharpe_ratio']:.3f}, WFE {wfe:.2f} -> {config_row.name} ({stage})",
+                          job.n_trials)
+    log.info("walk-forward succeeded job_id=%s configuration=%s wfe=%.3f stage=%s",
+             parent_id, config_row.name, wfe, stage)
