@@ -71,7 +71,8 @@ def cmd_data_import(args) -> int:
     progress = Progress(f"import {args.file}")
     try:
         report = market_data.import_file(load_settings(), args.file, args.exchange, args.symbol,
-                                         args.timeframe, progress=progress)
+                                         args.timeframe, progress=progress,
+                                         calendar=args.calendar, bars_per_year=args.bars_per_year)
     finally:
         progress.close()
     return _report(report, args.json)
@@ -104,8 +105,11 @@ def cmd_data_list(args) -> int:
     if args.json:
         print(json.dumps(rows))
     else:
-        _print_table(rows, ["exchange", "symbol", "timeframe", "first", "last", "rows", "gaps",
-                            "missing_bars"])
+        for row in rows:
+            row["bars/year"] = f"{row['bars_per_year']:g} ({row['bars_per_year_source']})"
+            row["synthetic"] = "synthetic" if row["synthetic"] else ""
+        _print_table(rows, ["exchange", "symbol", "timeframe", "first", "last", "rows", "calendar",
+                            "bars/year", "gaps", "missing_bars", "synthetic"])
     return 0
 
 
@@ -122,13 +126,11 @@ def cmd_data_gaps(args) -> int:
     return 0
 
 
-def _series_args(p, exchange_default: str | None = None) -> None:
-    if exchange_default is None:
-        p.add_argument("--exchange", required=True, help="ccxt exchange id, e.g. binanceus")
-    else:
-        p.add_argument("--exchange", default=exchange_default)
-    p.add_argument("--symbol", required=True, help="BASE/QUOTE, e.g. BTC/USDT")
-    p.add_argument("--timeframe", required=True, help="1m, 5m, 15m, 1h, 4h, 1d, ...")
+def _series_args(p, exchange_help: str = "where the candles are from: binanceus, nasdaq, "
+                                         "oanda, ... (any label)") -> None:
+    p.add_argument("--exchange", required=True, help=exchange_help)
+    p.add_argument("--symbol", required=True, help="as the market names it: BTC/USDT, GOOG, EURUSD")
+    p.add_argument("--timeframe", required=True, help="1m, 5m, 15m, 1h, 4h, 1d, 1w, 1M, ...")
 
 
 def register(subparsers) -> None:
@@ -142,11 +144,16 @@ def register(subparsers) -> None:
     p = data.add_parser("import", help="import a CSV (.csv, .csv.gz, Binance .zip)")
     p.add_argument("file")
     _series_args(p)
+    p.add_argument("--calendar", help="trading calendar: XNYS, XLON, ... (exchange_calendars), "
+                                      "24/7, 24/5 or weekdays; default: from the exchange label, "
+                                      "else from the timestamps")
+    p.add_argument("--bars-per-year", type=float, help="annualise with this many bars a year; "
+                                                       "default: measured from the timestamps")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_data_import)
 
     p = data.add_parser("fetch", help="fetch candles from an exchange (resumes)")
-    _series_args(p)
+    _series_args(p, "an exchange ccxt knows, e.g. binanceus")
     p.add_argument("--since", help="ISO date or epoch; default: after the last stored candle")
     p.add_argument("--until", help="ISO date or epoch; default: now")
     p.add_argument("--json", action="store_true")

@@ -40,6 +40,8 @@ _FIELDS = [
     ("--timeout-s", "timeout_s", float, "fail the job if not done by then"),
     ("--batch-size", "batch_size", int, "trials per round for bayesian, cmaes, genetic"),
     ("--sampler-parts", "sampler_parts", int, "bayesian: workers that share each round's asks"),
+    ("--bars-per-year", "bars_per_year", float, "annualise with this many bars a year "
+                                                "(default: the series' own, measured)"),
 ]
 _JSON_FIELDS = [("--params", "params", "fixed parameters as JSON"),
                 ("--search-space", "search_space", "narrowed bounds as JSON"),
@@ -167,10 +169,21 @@ def cmd_configs_list(args) -> int:
     if args.json:
         print(json.dumps(page))
         return 0
-    rows = [{**c, "sharpe_ratio": f"{c['sharpe_ratio']:.3f}", "confidence": f"{c['confidence']:.3f}"}
-            for c in page["configurations"]]
-    _print_table(rows, ["name", "pair", "timeframe", "sharpe_ratio", "sample_size", "confidence",
-                        "lifecycle_stage"])
+    def number(x, digits=2):
+        return "" if x is None else f"{x:.{digits}f}"
+
+    rows = []
+    for c in page["configurations"]:
+        ins, oos, trust = c["in_sample"], c["out_of_sample"] or {}, c["trust"]
+        rows.append({"name": c["name"], "market": f"{c['exchange']} {c['pair']} {c['timeframe']}"
+                     + (" (synthetic)" if c["synthetic"] else ""),
+                     "IS sharpe": number(ins["sharpe_ratio"]), "IS trades": ins["num_trades"],
+                     "OOS sharpe": number(oos.get("sharpe_ratio")),
+                     "OOS trades": "" if oos.get("num_trades") is None else oos["num_trades"],
+                     "DSR": number(trust["dsr"]), "PSR OOS": number(trust["psr_oos"]),
+                     "confidence": number(c["confidence"], 3), "stage": c["lifecycle_stage"]})
+    _print_table(rows, ["name", "market", "IS sharpe", "IS trades", "OOS sharpe", "OOS trades",
+                        "DSR", "PSR OOS", "confidence", "stage"])
     return 0
 
 

@@ -77,6 +77,10 @@ def document() -> dict:
                                                          "(default TRAD_SAMPLER_PARTS)"},
                         "run_validation": {"type": "boolean", "default": False},
                         "validation": {"type": "object", "example": {"method": "holdout", "test_fraction": 0.3}},
+                        "bars_per_year": {"type": "number", "exclusiveMinimum": 0, "maximum": 600000,
+                                          "description": "annualise with this many bars a year "
+                                                         "(default: the series' own, measured from "
+                                                         "its timestamps)"},
                     }},
             },
         },

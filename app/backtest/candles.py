@@ -10,7 +10,9 @@ from app.errors import InputError
 
 __all__ = ["Candles", "TIMEFRAMES", "timeframe_ms", "periods_per_year"]
 
-# Milliseconds per bar. Crypto markets trade 24/7, so a year has 365 days of bars.
+# Milliseconds per bar. A month has no fixed length: "1M" is its shortest (28 days), which
+# is what the code needs of it (a range ending one bar after a month's open never takes in
+# the next month); calendar months are counted in app.validation.calendars.
 TIMEFRAMES: dict[str, int] = {
     "1m": 60_000,
     "3m": 180_000,
@@ -26,6 +28,7 @@ TIMEFRAMES: dict[str, int] = {
     "1d": 86_400_000,
     "3d": 259_200_000,
     "1w": 604_800_000,
+    "1M": 28 * 86_400_000,
 }
 _YEAR_MS = 365 * 86_400_000
 
@@ -49,11 +52,17 @@ def timeframe_ms(timeframe: str) -> int:
 
 
 def periods_per_year(timeframe: str) -> float:
-    """Bars in a year of round-the-clock trading, used to annualise.
+    """Bars in a year of round-the-clock trading (a 24/7 market; weekly and monthly bars
+    by the calendar). A series' own bars a year are measured from its timestamps by
+    ``app.validation.calendars``; this is the default for a bare backtest.
 
-    >>> periods_per_year("1d"), periods_per_year("5m")
-    (365.0, 105120.0)
+    >>> periods_per_year("1d"), periods_per_year("5m"), periods_per_year("1M")
+    (365.0, 105120.0, 12.0)
     """
+    if timeframe == "1M":
+        return 12.0
+    if timeframe == "1w":
+        return 365.25 / 7
     return _YEAR_MS / timeframe_ms(timeframe)
 
 

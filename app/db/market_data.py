@@ -15,17 +15,20 @@ import numpy as np
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from app.backtest.candles import Candles, timeframe_ms
+from app.backtest.candles import Candles
 from app.errors import InputError
 
 __all__ = [
     "SeriesInfo",
+    "SeriesMeta",
     "Gap",
     "upsert_candles",
+    "upsert_series_meta",
+    "series_meta",
     "load_candles",
+    "load_timestamps",
     "last_timestamp",
-    "list_series",
-    "find_gaps",
+    "series_keys",
     "count_rows",
 ]
 
@@ -39,6 +42,17 @@ _COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
 
 
 @dataclass(frozen=True)
+class SeriesMeta:
+    """What a series is beside its candles (the ``market_series`` row): the calendar its
+    gaps are judged by and its bars a year as stored (None: see ``app.validation.calendars``
+    for how they are found), and whether it is synthetic."""
+
+    calendar: str | None = None
+    bars_per_year: float | None = None
+    synthetic: bool = False
+
+
+@dataclass(frozen=True)
 class SeriesInfo:
     exchange: str
     symbol: str
@@ -48,13 +62,19 @@ class SeriesInfo:
     rows: int
     gaps: int
     missing_bars: int
+    calendar: str = "24/7"
+    bars_per_year: float = 0.0
+    bars_per_year_source: str = "measured"
+    synthetic: bool = False
 
     def to_dict(self) -> dict:
         from app.data.timeutil import iso
 
         return {"exchange": self.exchange, "symbol": self.symbol, "timeframe": self.timeframe,
                 "first": iso(self.first), "last": iso(self.last), "rows": self.rows,
-                "gaps": self.gaps, "missing_bars": self.missing_bars}
+                "gaps": self.gaps, "missing_bars": self.missing_bars, "calendar": self.calendar,
+                "bars_per_year": self.bars_per_year,
+                "bars_per_year_source": self.bars_per_year_source, "synthetic": self.synthetic}
 
 
 @dataclass(frozen=True)
@@ -225,27 +245,57 @@ def count_rows(session: Session, exchange: str, symbol: str, timeframe: str) -> 
         {"e": exchange, "s": symbol, "t": timeframe}).scalar())
 
 
-def list_series(session: Session) -> list[SeriesInfo]:
-    """Every stored series with its range, row count and holes."""
-    rows = session.execute(text(
-        "SELECT exchange, symbol, timeframe, MIN(ts), MAX(ts), COUNT(*) FROM market_data "
-        "GROUP BY exchange, symbol, timeframe ORDER BY exchange, symbol, timeframe")).all()
-    out = []
-    for exchange, symbol, timeframe, first, last, count in rows:
-        gaps = find_gaps(session, exchange, symbol, timeframe)
-        out.append(SeriesInfo(exchange, symbol, timeframe, int(first), int(last), int(count),
-                              len(gaps), sum(g.missing_bars for g in gaps)))
-    return out
+def upsert_series_meta(session: Session, exchange: str, symbol: str, timeframe: str,
+                       calendar: str | None = None, bars_per_year: float | None = None,
+                       synthetic: bool | None = None) -> None:
+    """Record what a series is; None leaves a stored value as it was (a new row gets the
+    defaults: calendar and bars a year found from the data, not synthetic)."""
+    from datetime import UTC, datetime
+
+    from app.db.models import MarketSeries
+
+    row = session.get(MarketSeries, (exchange, symbol, timeframe))
+    if row is None:
+        row = MarketSeries(exchange=exchange, symbol=symbol, timeframe=timeframe, synthetic=False)
+        session.add(row)
+    if calendar is not None:
+        row.calendar = calendar
+    if bars_per_year is not None:
+        row.bars_per_year = float(bars_per_year)
+    if synthetic is not None:
+        row.synthetic = bool(synthetic)
+    row.updated_at = datetime.now(tz=UTC)
 
 
-def find_gaps(session: Session, exchange: str, symbol: str, timeframe: str,
-              start: int | None = None, end: int | None = None) -> list[Gap]:
-    """Holes between consecutive stored candles, found in SQL with a window function."""
-    step = timeframe_ms(timeframe)
+def series_meta(session: Session, exchange: str, symbol: str, timeframe: str) -> SeriesMeta:
+    from app.db.models import MarketSeries
+
+    row = session.get(MarketSeries, (exchange, symbol, timeframe))
+    if row is None:
+        return SeriesMeta(synthetic=exchange == "synthetic")
+    return SeriesMeta(row.calendar, row.bars_per_year, bool(row.synthetic))
+
+
+def load_timestamps(session: Session, exchange: str, symbol: str, timeframe: str,
+                    start: int | None = None, end: int | None = None) -> np.ndarray:
+    """Bar open times only (epoch ms, oldest first): what calendars and gaps need."""
     params = {"exchange": exchange, "symbol": symbol, "timeframe": timeframe,
-              "start": start, "end": end, "step": step}
-    rows = session.execute(text(
-        "SELECT prev_ts, ts FROM (SELECT ts, LAG(ts) OVER (ORDER BY ts) AS prev_ts "
-        f"FROM market_data WHERE {_where(start, end)}) q "
-        "WHERE prev_ts IS NOT NULL AND ts - prev_ts > :step ORDER BY ts"), params).all()
-    return [Gap(int(a), int(b), int((b - a) // step - 1)) for a, b in rows]
+              "start": start, "end": end}
+    cur = _raw(session).cursor()
+    sql = f"SELECT ts FROM market_data WHERE {_where(start, end)} ORDER BY ts"
+    try:
+        if _dialect(session) == "postgresql":
+            cur.execute(re.sub(r":(\w+)", r"%(\1)s", sql), params)
+        else:
+            cur.execute(re.sub(r":(\w+)", r"?", sql), [params[k] for k in re.findall(r":(\w+)", sql)])
+        rows = cur.fetchall()
+    finally:
+        cur.close()
+    return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
+
+def series_keys(session: Session) -> list[tuple[str, str, str, int]]:
+    """``(exchange, symbol, timeframe, rows)`` of every stored series."""
+    return [(e, s, t, int(n)) for e, s, t, n in session.execute(text(
+        "SELECT exchange, symbol, timeframe, COUNT(*) FROM market_data "
+        "GROUP BY exchange, symbol, timeframe ORDER BY exchange, symbol, timeframe")).all()]

@@ -20,7 +20,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["Base", "MarketData", "TrainingJob", "TrainingProgress", "Trial", "TrainedConfiguration",
+__all__ = ["Base", "MarketData", "MarketSeries", "TrainingJob", "TrainingProgress", "Trial", "TrainedConfiguration",
            "ConfigurationStageChange"]
 
 # Stable constraint names, so migrations read the same on Postgres and SQLite.
@@ -51,6 +51,22 @@ class MarketData(Base):
     low: Mapped[float] = mapped_column(Float(53))
     close: Mapped[float] = mapped_column(Float(53))
     volume: Mapped[float] = mapped_column(Float(53))
+
+
+class MarketSeries(Base):
+    """What a stored series is, beside its candles: the trading calendar its gaps are
+    judged by and its bars a year (None: measured from its timestamps, see
+    ``app.validation.calendars``), and whether it is synthetic."""
+
+    __tablename__ = "market_series"
+
+    exchange: Mapped[str] = mapped_column(String(64), primary_key=True)
+    symbol: Mapped[str] = mapped_column(String(64), primary_key=True)
+    timeframe: Mapped[str] = mapped_column(String(8), primary_key=True)
+    calendar: Mapped[str | None] = mapped_column(String(32))
+    bars_per_year: Mapped[float | None] = mapped_column(Float(53))
+    synthetic: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 # -- training ----------------------------------------------------------------------------
@@ -89,6 +105,8 @@ class TrainingJob(Base):
     round_plan: Mapped[dict | None] = mapped_column(JsonType)
     dispatched_round: Mapped[int | None] = mapped_column(Integer)
     recoveries: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # What the job annualises with (measured from its candles at start, or asked).
+    bars_per_year: Mapped[float | None] = mapped_column(Float(53))
     trials_done: Mapped[int] = mapped_column(Integer, default=0)
     best_value: Mapped[float | None] = mapped_column(Float(53))
     best_params: Mapped[dict | None] = mapped_column(JsonType)

@@ -202,8 +202,13 @@ def _jsonable(attrs: dict) -> dict:
 
 
 def export_study(storage_url: str, study_name: str, space: SearchSpace,
-                 history: list[PastTrial]) -> None:
-    """Write the finished study to an optuna storage in one go, for optuna-dashboard."""
+                 history: list[PastTrial], fail_reasons: dict[int, str] | None = None) -> None:
+    """Write the finished study to an optuna storage in one go, for optuna-dashboard.
+
+    A trial with no value goes in as FAIL, with ``fail_reasons[number]`` (why: too few
+    trades, an infeasible draw) in its ``trad_fail_reason`` user attribute, so the
+    dashboard's history plot shows the values the search found and not a -1e9 floor."""
+    fail_reasons = fail_reasons or {}
     optuna = _quiet_optuna()
     from optuna.trial import TrialState, create_trial
 
@@ -217,21 +222,29 @@ def export_study(storage_url: str, study_name: str, space: SearchSpace,
         dists = space.distributions()
         try:
             _add_trials_in_bulk(storage, storage.get_study_id_from_name(study_name), dists,
-                                history)
+                                history, fail_reasons)
             return
         except (ImportError, AttributeError) as exc:  # an optuna whose table models moved
             log.warning("study export trial by trial study=%s reason=%r", study_name, str(exc))
         study.add_trials([
             create_trial(state=TrialState.COMPLETE if t.value is not None else TrialState.FAIL,
                          value=t.value, params={k: t.params[k] for k in dists},
-                         distributions=dists, user_attrs={"trad_number": t.number})
+                         distributions=dists, user_attrs=_user_attrs(t, fail_reasons))
             for t in history
         ])
     finally:
         storage.engine.dispose()
 
 
-def _add_trials_in_bulk(storage, study_id: int, dists: dict, history: list[PastTrial]) -> None:
+def _user_attrs(trial: PastTrial, fail_reasons: dict[int, str]) -> dict:
+    attrs = {"trad_number": trial.number}
+    if trial.value is None and trial.number in fail_reasons:
+        attrs["trad_fail_reason"] = fail_reasons[trial.number]
+    return attrs
+
+
+def _add_trials_in_bulk(storage, study_id: int, dists: dict, history: list[PastTrial],
+                        fail_reasons: dict[int, str]) -> None:
     """The rows ``study.add_trials`` would write, one statement per table in one
     transaction, through optuna's own table definitions. add_trials runs about ten
     statements a trial (7-14 ms: a minute and more for 5,000 trials, a worker busy all
@@ -271,5 +284,5 @@ def _add_trials_in_bulk(storage, study_id: int, dists: dict, history: list[PastT
         if values:
             conn.execute(insert(models.TrialValueModel.__table__), values)
         conn.execute(insert(models.TrialUserAttributeModel.__table__), [
-            {"trial_id": ids[i], "key": "trad_number", "value_json": json.dumps(t.number)}
-            for i, t in enumerate(history)])
+            {"trial_id": ids[i], "key": key, "value_json": json.dumps(value)}
+            for i, t in enumerate(history) for key, value in _user_attrs(t, fail_reasons).items()])

@@ -7,10 +7,7 @@ from sqlalchemy import func, select
 
 from app.config import Settings
 from app.db import training as repo
-from app.db.models import (
-    ConfigurationStageChange,
-    TrainedConfiguration,
-)
+from app.db.models import ConfigurationStageChange, TrainedConfiguration
 from app.db.session import session_scope
 from app.errors import InputError
 from app.services.jobs import Conflict, NotFound, page_args
@@ -18,11 +15,37 @@ from app.services.jobs import Conflict, NotFound, page_args
 log = logging.getLogger(__name__)
 
 
+_HEADLINE = ("sharpe_ratio", "num_trades", "net_profit", "max_drawdown", "cagr")
+
+
+def _headline(metrics: dict | None) -> dict | None:
+    return None if metrics is None else {k: metrics.get(k) for k in _HEADLINE}
+
+
+def _trust_summary(validation: dict | None) -> dict:
+    """The numbers a stage is decided on, named once for every view."""
+    v = validation or {}
+    dsr = v.get("deflated_sharpe") or {}
+    pbo = v.get("pbo") or {}
+    return {"dsr": dsr.get("dsr"), "psr_oos": v.get("psr_oos"), "evidence": v.get("evidence"),
+            "pbo": pbo.get("pbo"), "effective_trials": v.get("effective_trials"),
+            "n_trials": v.get("n_trials"), "wfe": v.get("wfe"),
+            "lookahead": (v.get("lookahead") or {}).get("message")}
+
+
 def _config_view(row: TrainedConfiguration) -> dict:
+    data = (row.validation or {}).get("data") or {}
     return {
         "name": row.name, "strategy_name": row.strategy_name,
         "strategy_version": row.strategy_version, "exchange": row.exchange, "pair": row.pair,
         "timeframe": row.timeframe, "params": row.params, "objective": row.objective,
+        # In and out of sample side by side, named as such (``sharpe_ratio``,
+        # ``net_profit`` and ``sample_size`` below are the in-sample ones, for every method).
+        "in_sample": _headline(row.in_sample_metrics),
+        "out_of_sample": _headline(row.out_of_sample_metrics),
+        "trust": _trust_summary(row.validation),
+        "validation_method": (row.validation or {}).get("method"),
+        "bars_per_year": data.get("bars_per_year"), "synthetic": bool(data.get("synthetic")),
         "in_sample_metrics": row.in_sample_metrics,
         "out_of_sample_metrics": row.out_of_sample_metrics, "validation": row.validation,
         "net_profit": row.net_profit, "sharpe_ratio": row.sharpe_ratio,

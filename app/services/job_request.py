@@ -63,6 +63,9 @@ class TrainingRequest:
     # Workers that share each round's asks (bayesian only; see app.optimize.rounds). Set
     # at submit (TRAD_SAMPLER_PARTS by default) and kept, so a job is its request's function.
     sampler_parts: int | None = None
+    # Annualise with this many bars a year instead of the series' own (measured from its
+    # timestamps, or stored with it); see app.validation.calendars.
+    bars_per_year: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -204,6 +207,12 @@ def parse_request(body, *, max_trials: int = 1_000_000, sampler_parts: int = 1) 
     if batch is not None and not 1 <= batch <= 10_000:
         raise InputError("batch_size must be between 1 and 10000", field="batch_size")
     validation = _get(body, "validation", dict, None)
+    bars_per_year = _get(body, "bars_per_year", float, None)
+    if bars_per_year is not None and not 0 < bars_per_year <= 600_000:
+        raise InputError(f"bars_per_year={bars_per_year:g} is not a number of bars a year",
+                         field="bars_per_year",
+                         hint="252 for daily stock bars, 6240 for hourly FX, 8760 for hourly "
+                              "crypto; leave it out to measure it from the candles")
     request = TrainingRequest(
         strategy=strategy.name, symbol=symbol, exchange=exchange, timeframe=timeframe,
         optimizer=optimizer, n_iterations=n, lookback_days=lookback, start=start, end=end,
@@ -211,6 +220,7 @@ def parse_request(body, *, max_trials: int = 1_000_000, sampler_parts: int = 1) 
         priority=priority, timeout_s=timeout, params=_get(body, "params", dict, {}),
         search_space=_get(body, "search_space", dict, {}), batch_size=batch,
         run_validation=_get(body, "run_validation", bool, False), validation=validation,
+        bars_per_year=bars_per_year,
     )
     if optimizer in PARTED_OPTIMIZERS or "sampler_parts" in body:
         request = replace(request, sampler_parts=_sampler_parts(

@@ -36,6 +36,26 @@ class Conflict(InputError):
     status = 409
 
 
+def _no_candles(session, request: TrainingRequest) -> Unprocessable:
+    """No candles for the series asked: say which stored series come closest."""
+    from app.db.market_data import series_keys
+    from app.errors import did_you_mean
+
+    stored = series_keys(session)
+    labels = {e for e, _, _, _ in stored}
+    message = f"no {request.timeframe} candles for {request.symbol} on {request.exchange}"
+    fetch = (f"import or fetch them first: trad data fetch --exchange {request.exchange} "
+             f"--symbol {request.symbol} --timeframe {request.timeframe}")
+    if labels and request.exchange not in labels:
+        return Unprocessable(message, field="exchange",
+                             hint=did_you_mean(request.exchange, labels) + f"; or {fetch}")
+    same = [f"{s} {t}" for e, s, t, _ in stored if e == request.exchange]
+    if same:
+        return Unprocessable(message, field="symbol",
+                             hint=f"stored on {request.exchange}: {', '.join(same[:8])}; or {fetch}")
+    return Unprocessable(message, field="symbol", hint=fetch)
+
+
 def new_job_id() -> str:
     return secrets.token_hex(16)
 
@@ -46,11 +66,7 @@ def submit(settings: Settings, body, enqueue: Callable[[str, int], None]) -> dic
     require_schema(settings.database_url)
     with session_scope(settings.database_url) as session:
         if last_timestamp(session, request.exchange, request.symbol, request.timeframe) is None:
-            raise Unprocessable(
-                f"no {request.timeframe} candles for {request.symbol} on {request.exchange}",
-                field="symbol",
-                hint=f"import or fetch them first: trad data fetch --exchange {request.exchange} "
-                     f"--symbol {request.symbol} --timeframe {request.timeframe}")
+            raise _no_candles(session, request)
         now = repo.utcnow()
         job = TrainingJob(
             id=new_job_id(), status="queued", request=request.to_dict(),

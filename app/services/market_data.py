@@ -4,8 +4,11 @@ transactions; callers pass settings and plain values."""
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
+
+import numpy as np
 
 from app.backtest.candles import Candles, timeframe_ms
 from app.config import Settings
@@ -17,7 +20,9 @@ from app.errors import InputError, did_you_mean
 
 __all__ = [
     "WriteReport",
+    "check_ccxt_exchange",
     "check_exchange_name",
+    "check_symbol",
     "import_file",
     "fetch",
     "synthesize",
@@ -48,24 +53,42 @@ class WriteReport:
                 "total_rows": self.total_rows}
 
 
+_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+_SYMBOL = re.compile(r"^[A-Za-z0-9^][A-Za-z0-9_.:/\-]{0,63}$")
+
+
 def check_exchange_name(exchange: str) -> str:
-    """An exchange is one ccxt knows, or ``synthetic``; returns it lower-cased."""
+    """An exchange is a label for where candles come from: a ccxt id (``binanceus``), a
+    stock exchange (``nasdaq``, ``xlon``), a broker (``oanda``), ``synthetic``, ...; up to
+    64 letters, digits, ``_``, ``.`` or ``-``. Returned lower-cased. Only ``fetch`` needs
+    a ccxt id (``check_ccxt_exchange``)."""
+    key = str(exchange).strip()
+    if not _LABEL.match(key):
+        raise InputError(f"exchange {exchange!r} is not a label (1-64 letters, digits, _ . -)",
+                         field="exchange", hint="for example binanceus, nasdaq or oanda")
+    return key.lower()
+
+
+def check_ccxt_exchange(exchange: str) -> str:
+    """An exchange ccxt can fetch from."""
     import ccxt
 
-    key = str(exchange).strip().lower()
-    if key != SYNTHETIC and key not in ccxt.exchanges:
-        raise InputError(f"unknown exchange {exchange!r}", field="exchange",
-                         hint=did_you_mean(key, [*ccxt.exchanges, SYNTHETIC]))
+    key = check_exchange_name(exchange)
+    if key not in ccxt.exchanges:
+        raise InputError(f"{exchange!r} is not an exchange ccxt can fetch from", field="exchange",
+                         hint=did_you_mean(key, ccxt.exchanges)
+                         + "; candles from elsewhere go in with trad data import")
     return key
 
 
 def check_symbol(symbol: str) -> str:
-    symbol = str(symbol).strip().upper()
-    base, sep, quote = symbol.partition("/")
-    if not (sep and base and quote):
-        raise InputError(f"symbol {symbol!r} should be BASE/QUOTE", field="symbol",
-                         hint="for example BTC/USDT")
-    return symbol
+    """A symbol as the market names it: ``BTC/USDT``, ``GOOG``, ``EURUSD``, ``ES=F``...;
+    upper-cased (``fetch`` needs a ccxt market, BASE/QUOTE, and checks it there)."""
+    text = str(symbol).strip()
+    if not _SYMBOL.match(text.replace("=", "-")):
+        raise InputError(f"symbol {symbol!r} is not a symbol (1-64 letters, digits, / _ . : - =)",
+                         field="symbol", hint="for example BTC/USDT or GOOG")
+    return text.upper()
 
 
 def _check_timeframe(timeframe: str) -> str:
@@ -74,9 +97,10 @@ def _check_timeframe(timeframe: str) -> str:
 
 
 def _write(settings: Settings, exchange: str, symbol: str, timeframe: str,
-           candles: Candles) -> WriteReport:
+           candles: Candles, **meta) -> WriteReport:
     with session_scope(settings.database_url) as session:
         repo.upsert_candles(session, exchange, symbol, timeframe, candles)
+        repo.upsert_series_meta(session, exchange, symbol, timeframe, **meta)
         total = repo.count_rows(session, exchange, symbol, timeframe)
     first = int(candles.ts[0]) if len(candles) else None
     last = int(candles.ts[-1]) if len(candles) else None
@@ -85,20 +109,38 @@ def _write(settings: Settings, exchange: str, symbol: str, timeframe: str,
     return WriteReport(exchange, symbol, timeframe, len(candles), first, last, total)
 
 
+def _check_bars_per_year(value) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    if not (value == value and 0.0 < value <= 600_000.0):
+        raise InputError(f"bars_per_year must be between 0 and 600000 (a year of 1m bars is "
+                         f"525600), got {value}", field="bars_per_year",
+                         hint="252 for daily stock bars, 8760 for hourly crypto")
+    return value
+
+
 def import_file(settings: Settings, path: str, exchange: str, symbol: str, timeframe: str,
-                progress: Callable[[int, int], None] | None = None) -> WriteReport:
+                progress: Callable[[int, int], None] | None = None, calendar: str | None = None,
+                bars_per_year: float | None = None) -> WriteReport:
     """Import a CSV (plain, .gz or Binance .zip) in one transaction: a file with a bad row
-    imports nothing, and the error names the line and the fault."""
+    imports nothing, and the error names the line and the fault. ``calendar`` (an
+    exchange_calendars name such as ``XNYS``, or ``24/7``, ``24/5``, ``weekdays``) and
+    ``bars_per_year`` override what the series' label and timestamps say."""
     from app.data.importer import read_for_import
+    from app.validation.calendars import check_calendar_name
 
     exchange = check_exchange_name(exchange)
     symbol = check_symbol(symbol)
     _check_timeframe(timeframe)
+    calendar = check_calendar_name(calendar) if calendar is not None else None
+    bars_per_year = _check_bars_per_year(bars_per_year)
     require_schema(settings.database_url)
     candles = read_for_import(path, timeframe)
     if progress is not None:
         progress(0, len(candles))
-    report = _write(settings, exchange, symbol, timeframe, candles)
+    report = _write(settings, exchange, symbol, timeframe, candles, calendar=calendar,
+                    bars_per_year=bars_per_year, synthetic=False)
     if progress is not None:
         progress(len(candles), len(candles))
     return report
@@ -115,12 +157,12 @@ def fetch(settings: Settings, exchange: str, symbol: str, timeframe: str,
     """
     from app.data.exchange import check_market, fetch_candles, make_exchange
 
-    exchange = check_exchange_name(exchange)
-    symbol = check_symbol(symbol)
-    _check_timeframe(timeframe)
-    if exchange == SYNTHETIC:
+    if check_exchange_name(exchange) == SYNTHETIC:
         raise InputError("the synthetic exchange is not fetched", field="exchange",
                          hint="use `trad data synth` to make synthetic candles")
+    exchange = check_ccxt_exchange(exchange)
+    symbol = check_symbol(symbol)
+    _check_timeframe(timeframe)
     require_schema(settings.database_url)
     client = make_exchange(exchange, session=http_session)
     check_market(client, symbol, timeframe)
@@ -137,7 +179,8 @@ def fetch(settings: Settings, exchange: str, symbol: str, timeframe: str,
     rows = 0
     first = last_ts = None
     for page in fetch_candles(client, symbol, timeframe, start, end, progress=progress):
-        report = _write(settings, exchange, symbol, timeframe, page)
+        report = _write(settings, exchange, symbol, timeframe, page, calendar="24/7",
+                        synthetic=False)
         rows += report.rows
         first = report.first if first is None else first
         last_ts = report.last
@@ -148,7 +191,8 @@ def fetch(settings: Settings, exchange: str, symbol: str, timeframe: str,
 
 def synthesize(settings: Settings, symbol: str, timeframe: str, days: float, seed: int = 1,
                exchange: str = SYNTHETIC, start: str | int | None = None) -> WriteReport:
-    """Store synthetic candles (see ``app.data.synthetic``) for demos and tests."""
+    """Store synthetic candles (see ``app.data.synthetic``) for demos and tests; the
+    series is marked synthetic wherever it is listed, whatever its exchange label."""
     from app.data.synthetic import synthetic_candles
 
     exchange = check_exchange_name(exchange)
@@ -159,27 +203,56 @@ def synthesize(settings: Settings, symbol: str, timeframe: str, days: float, see
     require_schema(settings.database_url)
     kwargs = {"start": parse_time(start, "start")} if start is not None else {}
     candles = synthetic_candles(timeframe=timeframe, days=days, seed=seed, **kwargs)
-    return _write(settings, exchange, symbol, timeframe, candles)
+    return _write(settings, exchange, symbol, timeframe, candles, calendar="24/7", synthetic=True)
+
+
+def _series_info(session, exchange: str, symbol: str, timeframe: str, rows: int) -> repo.SeriesInfo:
+    from app.validation.calendars import calendar_for, find_gaps as calendar_gaps, resolve_bars_per_year
+
+    ts = repo.load_timestamps(session, exchange, symbol, timeframe)
+    meta = repo.series_meta(session, exchange, symbol, timeframe)
+    calendar = calendar_for(exchange, ts, timeframe, meta.calendar)
+    bpy = resolve_bars_per_year(ts, timeframe, series=meta.bars_per_year)
+    gaps = calendar_gaps(ts, timeframe, calendar)
+    return repo.SeriesInfo(exchange, symbol, timeframe, int(ts[0]), int(ts[-1]), rows, len(gaps),
+                           sum(g.missing_bars for g in gaps), calendar, bpy.value, bpy.source,
+                           meta.synthetic)
 
 
 def list_series(settings: Settings) -> list[repo.SeriesInfo]:
+    """Every stored series: range, rows, calendar, bars a year (and where that number came
+    from), synthetic or not, and the holes its calendar counts."""
     require_schema(settings.database_url)
     with session_scope(settings.database_url) as session:
-        return repo.list_series(session)
+        return [_series_info(session, *key) for key in repo.series_keys(session)]
 
 
 def find_gaps(settings: Settings, exchange: str, symbol: str, timeframe: str,
               start: str | int | None = None, end: str | int | None = None) -> list[repo.Gap]:
+    """Holes between stored candles that the series' calendar says should hold bars (a
+    stock's weekends and holidays are not holes; a 24/7 market's are)."""
+    from app.validation.calendars import calendar_for, find_gaps as calendar_gaps
+
     exchange = check_exchange_name(exchange)
     symbol = check_symbol(symbol)
     _check_timeframe(timeframe)
     require_schema(settings.database_url)
     with session_scope(settings.database_url) as session:
-        if repo.last_timestamp(session, exchange, symbol, timeframe) is None:
+        ts = repo.load_timestamps(session, exchange, symbol, timeframe)
+        if ts.size == 0:
             raise InputError(f"no {timeframe} candles for {symbol} on {exchange}", field="symbol")
-        return repo.find_gaps(session, exchange, symbol, timeframe,
-                              parse_time(start, "start") if start is not None else None,
-                              parse_time(end, "end") if end is not None else None)
+        calendar = calendar_for(exchange, ts, timeframe,
+                                repo.series_meta(session, exchange, symbol, timeframe).calendar)
+    lo = parse_time(start, "start") if start is not None else None
+    hi = parse_time(end, "end") if end is not None else None
+    keep = np.ones(ts.size, dtype=bool)
+    if lo is not None:
+        keep &= ts >= lo
+    if hi is not None:
+        keep &= ts < hi
+    part = ts[keep]
+    return [repo.Gap(g.after, g.before, g.missing_bars)
+            for g in calendar_gaps(part, timeframe, calendar)]
 
 
 def load_series(settings: Settings, exchange: str, symbol: str, timeframe: str,

@@ -4,11 +4,18 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from app.backtest.candles import Candles
-from app.backtest.engine import BacktestConfig, BacktestResult, backtest, equity_returns, evaluate
+from app.backtest.engine import (
+    BacktestConfig,
+    BacktestResult,
+    backtest,
+    backtest_window,
+    equity_returns,
+    evaluate,
+)
 from app.strategies.base import Strategy
 from app.strategies.cache import IndicatorCache
 
-__all__ = ["run_strategy", "score_params", "strategy_returns", "run_trials"]
+__all__ = ["run_strategy", "run_window", "score_params", "strategy_returns", "run_trials"]
 
 
 def _config_for(strategy: Strategy, params: dict, config: BacktestConfig) -> BacktestConfig:
@@ -28,6 +35,18 @@ def run_strategy(strategy: Strategy, candles: Candles, params: dict | None = Non
     cache = cache or IndicatorCache(candles)
     cfg = _config_for(strategy, params, config)
     return backtest(candles, strategy.positions(candles, params, cache), cfg, atr=_atr_for(cfg, cache))
+
+
+def run_window(strategy: Strategy, candles: Candles, start: int, params: dict | None = None,
+               config: BacktestConfig = BacktestConfig()) -> BacktestResult:
+    """The full backtest of bars ``[start, n)`` of ``candles``, the strategy's positions
+    (and ATR) computed over every bar so its indicators are warm at ``start``
+    (``backtest_window``). Pass the candles up to the window's end: nothing after it."""
+    params = strategy.validate(params)
+    cache = IndicatorCache(candles)
+    cfg = _config_for(strategy, params, config)
+    return backtest_window(candles, strategy.positions(candles, params, cache), start, cfg,
+                           atr=_atr_for(cfg, cache))
 
 
 def score_params(strategy: Strategy, candles: Candles, params: dict, config: BacktestConfig,

@@ -43,9 +43,37 @@ import numpy as np
 
 from app.errors import InputError
 
-__all__ = ["DEFAULT_SPLITS", "PBOResult", "probability_of_backtest_overfitting"]
+__all__ = ["DEFAULT_SPLITS", "SAMPLE_SIZE", "PBOResult", "probability_of_backtest_overfitting",
+           "representative_trials"]
 
 DEFAULT_SPLITS = 16
+# Trials whose returns stand for a large search (PBO, effective trials).
+SAMPLE_SIZE = 256
+
+
+def representative_trials(values, size: int = SAMPLE_SIZE) -> np.ndarray:
+    """Indices of at most ``size`` trials that span the whole distribution of their
+    ``values`` (higher is better), best first: every trial when there are few, else the
+    trials at evenly spaced ranks from the best to the worst, both included.
+
+    CSCV asks whether the search's in-sample choice beats the *search's* out-of-sample
+    median; over a pre-selected top (near-equals sharing one edge) which of them wins in
+    sample is a coin toss, and a real edge reads as overfit. Ties keep the trials' order.
+
+    >>> representative_trials([0.1, 0.5, 0.3], 8).tolist()
+    [1, 2, 0]
+    >>> representative_trials(np.arange(100.0), 5).tolist()
+    [99, 74, 49, 25, 0]
+    """
+    v = np.asarray(values, dtype=np.float64).ravel()
+    if size < 2:
+        raise InputError(f"a representative sample needs at least 2 trials, got size={size}",
+                         field="size")
+    order = np.argsort(-v, kind="stable")
+    if v.size <= size:
+        return order
+    ranks = np.unique(np.round(np.linspace(0, v.size - 1, size)).astype(np.intp))
+    return order[ranks]
 
 
 @dataclass(frozen=True, eq=False)

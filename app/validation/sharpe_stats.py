@@ -59,13 +59,19 @@ from statistics import NormalDist
 import numpy as np
 
 from app.errors import InputError
+from app.validation.effective_trials import EffectiveTrials, null_sharpe_variance
 
 __all__ = [
     "EULER_GAMMA",
     "DeflatedSharpe",
+    "OutOfSample",
+    "combined_evidence",
+    "deflated_sharpe_of_search",
     "deflated_sharpe_ratio",
     "expected_max_sharpe",
+    "out_of_sample_sharpe",
     "probabilistic_sharpe_ratio",
+    "probabilistic_sharpe_z",
     "sharpe_moments",
 ]
 
@@ -83,6 +89,33 @@ def _finite(name: str, value) -> float:
     if not math.isfinite(value):
         raise InputError(f"{name} must be a finite number, got {value}", field=name)
     return value
+
+
+# Phi(+-Z_CAP) is 1 - 1e-16 and 1e-16: a z-score beyond it says nothing more.
+Z_CAP = 8.2
+
+
+def probabilistic_sharpe_z(sr: float, sr_benchmark: float, n_obs: int,
+                           skew: float = 0.0, kurtosis: float = 3.0) -> float:
+    """The z-score behind ``probabilistic_sharpe_ratio`` (its ``Phi`` argument), held in
+    ``[-Z_CAP, Z_CAP]`` so that records can be combined (``combined_evidence``); the same
+    edge cases as there, as ``-Z_CAP``, ``0`` and ``+Z_CAP``.
+
+    >>> round(probabilistic_sharpe_z(0.1, 0.0, 251), 4)
+    1.5772
+    """
+    sr = _finite("sr", sr)
+    sr_benchmark = _finite("sr_benchmark", sr_benchmark)
+    skew = _finite("skew", skew)
+    kurtosis = _finite("kurtosis", kurtosis)
+    n = int(n_obs)
+    if n < 2:
+        return -Z_CAP
+    spread = 1.0 - skew * sr + (kurtosis - 1.0) / 4.0 * sr * sr
+    diff = sr - sr_benchmark
+    if not spread > 0.0:
+        return Z_CAP if diff > 0 else -Z_CAP if diff < 0 else 0.0
+    return max(-Z_CAP, min(Z_CAP, diff * math.sqrt(n - 1) / math.sqrt(spread)))
 
 
 def probabilistic_sharpe_ratio(sr: float, sr_benchmark: float, n_obs: int,
@@ -107,18 +140,12 @@ def probabilistic_sharpe_ratio(sr: float, sr_benchmark: float, n_obs: int,
     >>> round(probabilistic_sharpe_ratio(0.1, 0.0, 251), 4)  # Phi(0.1 * sqrt(250 / 1.005))
     0.9426
     """
-    sr = _finite("sr", sr)
-    sr_benchmark = _finite("sr_benchmark", sr_benchmark)
-    skew = _finite("skew", skew)
-    kurtosis = _finite("kurtosis", kurtosis)
-    n = int(n_obs)
-    if n < 2:
+    z = probabilistic_sharpe_z(sr, sr_benchmark, n_obs, skew, kurtosis)
+    if int(n_obs) < 2:
         return 0.0
-    spread = 1.0 - skew * sr + (kurtosis - 1.0) / 4.0 * sr * sr
-    diff = sr - sr_benchmark
-    if not spread > 0.0:
-        return 1.0 if diff > 0 else 0.0 if diff < 0 else 0.5
-    return _phi(diff * math.sqrt(n - 1) / math.sqrt(spread))
+    if abs(z) >= Z_CAP:
+        return 1.0 if z > 0 else 0.0
+    return _phi(z)
 
 
 def expected_max_sharpe(n_trials: float, var_sr: float) -> float:
@@ -183,10 +210,10 @@ def _moments(returns) -> tuple[float, float, float, int, bool]:
 class DeflatedSharpe:
     """A deflated Sharpe ratio and the pieces it was computed from.
 
-    ``dsr`` is the probability; ``sr`` the best trial's per-period Sharpe ratio; ``sr0``
-    the expected maximum per-period Sharpe ratio of ``n_trials`` trials with variance
-    ``var_sr``; ``skew`` and ``kurtosis`` (non-excess) of the best trial's ``n_obs``
-    returns.
+    ``dsr`` is the probability and ``z`` its z-score; ``sr`` the best trial's per-period
+    Sharpe ratio; ``sr0`` the expected maximum per-period Sharpe ratio of ``n_trials``
+    (independent, possibly effective) trials with variance ``var_sr``; ``skew`` and
+    ``kurtosis`` (non-excess) of the best trial's ``n_obs`` returns.
     """
 
     dsr: float
@@ -197,19 +224,34 @@ class DeflatedSharpe:
     n_obs: int
     n_trials: float
     var_sr: float
+    z: float = -Z_CAP
 
     def to_dict(self) -> dict:
-        return {"dsr": self.dsr, "sr": self.sr, "sr0": self.sr0, "skew": self.skew,
+        return {"dsr": self.dsr, "z": self.z, "sr": self.sr, "sr0": self.sr0, "skew": self.skew,
                 "kurtosis": self.kurtosis, "n_obs": self.n_obs, "n_trials": self.n_trials,
                 "var_sr": self.var_sr}
 
 
+def _deflate(returns_of_best, n_trials: float, var_sr: float, sr0: float) -> DeflatedSharpe:
+    sr, skew, kurtosis, n, informative = _moments(returns_of_best)
+    if informative:
+        z = probabilistic_sharpe_z(sr, sr0, n, skew, kurtosis)
+        dsr = probabilistic_sharpe_ratio(sr, sr0, n, skew, kurtosis)
+    else:
+        z, dsr = -Z_CAP, 0.0
+    return DeflatedSharpe(dsr=dsr, sr=sr, sr0=sr0, skew=skew, kurtosis=kurtosis, n_obs=n,
+                          n_trials=float(n_trials), var_sr=var_sr, z=z)
+
+
 def deflated_sharpe_ratio(returns_of_best: Sequence[float] | np.ndarray, n_trials: float,
                           var_sr_of_trials: float) -> DeflatedSharpe:
-    """Deflated Sharpe ratio of the best of ``n_trials`` trials, from its per-bar returns.
+    """Deflated Sharpe ratio of the best of ``n_trials`` trials, from its per-bar returns,
+    as in the paper (``SR0`` from the closed-form expected maximum).
 
-    ``var_sr_of_trials`` is the variance across all trials of their **per-period** Sharpe
-    ratios (``np.var(annual_sharpes) / periods_per_year`` from annualised ones).
+    ``var_sr_of_trials`` is the variance of the trials' **per-period** Sharpe ratios
+    under the null (the paper estimates it by their spread across trials,
+    ``np.var(annual_sharpes) / periods_per_year``; a search of genuinely different
+    parameter sets is better served by ``deflated_sharpe_of_search``).
     ``DSR = PSR(SR0)`` with ``SR0 = expected_max_sharpe(n_trials, var_sr_of_trials)``;
     one trial gives ``SR0 = 0`` and DSR is the plain PSR against 0. Returns that never
     vary, or fewer than two, give ``dsr = 0``.
@@ -220,9 +262,84 @@ def deflated_sharpe_ratio(returns_of_best: Sequence[float] | np.ndarray, n_trial
     >>> deflated_sharpe_ratio([0.01] * 100, 20, 0.01).dsr
     0.0
     """
-    sr, skew, kurtosis, n, informative = _moments(returns_of_best)
     var_sr = _finite("var_sr_of_trials", var_sr_of_trials)
-    sr0 = expected_max_sharpe(n_trials, var_sr)
-    dsr = probabilistic_sharpe_ratio(sr, sr0, n, skew, kurtosis) if informative else 0.0
-    return DeflatedSharpe(dsr=dsr, sr=sr, sr0=sr0, skew=skew, kurtosis=kurtosis, n_obs=n,
-                          n_trials=float(n_trials), var_sr=var_sr)
+    return _deflate(returns_of_best, n_trials, var_sr, expected_max_sharpe(n_trials, var_sr))
+
+
+def deflated_sharpe_of_search(returns_of_best: Sequence[float] | np.ndarray,
+                              effective: EffectiveTrials) -> DeflatedSharpe:
+    """Deflated Sharpe ratio of a search's winner against what the search would show by
+    luck: ``SR0 = E[max z] * sqrt(1 / (n - 1))`` with ``E[max z]`` the expected best
+    z-score of the search's correlated trials under the null (``effective_trials``) and
+    ``1 / (n - 1)`` the null's variance of a per-bar Sharpe estimate over the winner's
+    ``n`` returns. ``n_trials`` in the answer is the effective count.
+
+    >>> from app.validation.effective_trials import EffectiveTrials, expected_max_z
+    >>> ten = EffectiveTrials(10.0, expected_max_z(10.0), 2000, 256, 256, 0.0)
+    >>> rng = np.random.default_rng(0)
+    >>> d = deflated_sharpe_of_search(rng.normal(0.0005, 0.01, 2500), ten)
+    >>> round(d.sr0 * (2500 - 1) ** 0.5, 4), round(d.dsr, 3)
+    (1.5388, 0.315)
+    """
+    n = int(np.asarray(returns_of_best).size)
+    var0 = null_sharpe_variance(n) if n >= 2 else 0.0
+    return _deflate(returns_of_best, effective.effective, var0,
+                    effective.expected_max_z * math.sqrt(var0))
+
+
+@dataclass(frozen=True)
+class OutOfSample:
+    """How far a record that was not selected on shows a Sharpe ratio above 0: ``psr``
+    (probability) and ``z``; ``sr`` per bar over ``n_obs`` returns."""
+
+    psr: float
+    z: float
+    sr: float
+    n_obs: int
+    skew: float
+    kurtosis: float
+
+    def to_dict(self) -> dict:
+        return {"psr": self.psr, "z": self.z, "sr": self.sr, "n_obs": self.n_obs,
+                "skew": self.skew, "kurtosis": self.kurtosis}
+
+
+def out_of_sample_sharpe(returns: Sequence[float] | np.ndarray) -> OutOfSample:
+    """PSR against 0 of held-out returns: no selection happened on them, so no deflation.
+
+    >>> o = out_of_sample_sharpe([0.01, -0.005, 0.012, 0.003, -0.002] * 50)
+    >>> round(o.psr, 4), o.n_obs
+    (1.0, 250)
+    """
+    sr, skew, kurtosis, n, informative = _moments(returns)
+    if not informative:
+        return OutOfSample(0.0, -Z_CAP, 0.0, n, skew, kurtosis)
+    return OutOfSample(probabilistic_sharpe_ratio(sr, 0.0, n, skew, kurtosis),
+                       probabilistic_sharpe_z(sr, 0.0, n, skew, kurtosis), sr, n, skew, kurtosis)
+
+
+def combined_evidence(parts: Sequence[tuple[float, int]]) -> float:
+    """One probability that the true Sharpe ratio is above 0 from several disjoint
+    records, each a ``(z, n_obs)`` pair: Stouffer's z weighted by ``sqrt(n_obs)``
+    (Liptak 1958), ``Phi(sum(sqrt(n_i) z_i) / sqrt(sum(n_i)))``. With per-bar z-scores
+    ``z_i ~ SR * sqrt(n_i)`` this is the z-score of the pooled record, so a long
+    in-sample record (deflated for the search) and a short held-out one count by their
+    length.
+
+    >>> round(combined_evidence([(1.0, 100), (1.0, 100)]), 4)    # Phi(sqrt(2))
+    0.9214
+    >>> round(combined_evidence([(2.0, 300), (-1.0, 100)]), 4)  # Phi((2 sqrt(300) - 10) / 20)
+    0.891
+    """
+    if not parts:
+        raise InputError("combined evidence needs at least one record")
+    num = 0.0
+    den = 0.0
+    for z, n in parts:
+        z = _finite("z", z)
+        if int(n) < 1:
+            raise InputError(f"a record needs at least one bar, got {n}")
+        num += math.sqrt(n) * max(-Z_CAP, min(Z_CAP, z))
+        den += n
+    z = num / math.sqrt(den)
+    return 1.0 if z >= Z_CAP else 0.0 if z <= -Z_CAP else _phi(z)

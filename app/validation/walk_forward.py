@@ -11,12 +11,16 @@ Optimization of Trading Strategies", 2nd ed., Wiley 2008, ch. 11).
 
 Windows are half-open index ranges ``[start, end)`` over the bars.
 
-**Walk-forward efficiency** here is ``WFE = mean(OOS annualised returns) / mean(IS
-annualised returns)`` over the folds, each annualised return a CAGR (the ``cagr``
-metric of the fold's test or training run). 1 means the test periods earned what
-training promised; Pardo treats about 0.5 or more as a robust strategy. Negative
-means the strategy lost money out of sample. When the mean in-sample return is not
-positive the optimisation found nothing to be efficient about, and WFE is 0.
+**Walk-forward efficiency** here is ``WFE = annualised mean return of the stitched
+out-of-sample record / annualised mean return of the stitched in-sample record``: the
+in-sample record is each fold's winner over its own training window, end to end, the
+out-of-sample record its test windows; an annualised mean return is the mean per-bar
+return times the bars a year. Arithmetic means, not CAGRs: a CAGR of a few days of 5m
+bars compounds to thousands of percent, and a ratio of such numbers means nothing. 1
+means the test periods earned what training promised; Pardo treats about 0.5 or more as
+a robust strategy. Negative means the strategy lost money out of sample. When the
+in-sample mean is not positive the optimisation found nothing to be efficient about, and
+WFE is 0.
 """
 from __future__ import annotations
 
@@ -168,22 +172,24 @@ def stitch_equity(equity_per_fold: Sequence[Sequence[float] | np.ndarray],
     return initial_capital * np.cumprod(1.0 + r)
 
 
-def walk_forward_efficiency(is_annual_returns: Sequence[float] | np.ndarray,
-                            oos_annual_returns: Sequence[float] | np.ndarray) -> float:
-    """``mean(oos_annual_returns) / mean(is_annual_returns)``, one of each per fold; 0
-    when the mean in-sample return is not positive (see the module notes).
+def walk_forward_efficiency(is_returns: Sequence[float] | np.ndarray,
+                            oos_returns: Sequence[float] | np.ndarray,
+                            bars_per_year: float) -> float:
+    """Annualised mean return out of sample over in sample (see the module notes); 0 when
+    the in-sample mean is not positive.
 
-    >>> round(walk_forward_efficiency([0.40, 0.20], [0.15, 0.03]), 12)
-    0.3
+    >>> walk_forward_efficiency([0.002, 0.0, 0.001], [0.001, -0.0005], 252)
+    0.25
     """
-    is_r = np.asarray(is_annual_returns, dtype=np.float64).ravel()
-    oos_r = np.asarray(oos_annual_returns, dtype=np.float64).ravel()
-    if is_r.size == 0 or is_r.size != oos_r.size:
-        raise InputError(f"walk-forward efficiency needs one in-sample and one out-of-sample "
-                         f"return per fold, got {is_r.size} and {oos_r.size}")
+    is_r = np.asarray(is_returns, dtype=np.float64).ravel()
+    oos_r = np.asarray(oos_returns, dtype=np.float64).ravel()
+    if is_r.size == 0 or oos_r.size == 0:
+        raise InputError("walk-forward efficiency needs in-sample and out-of-sample returns")
     if not (np.all(np.isfinite(is_r)) and np.all(np.isfinite(oos_r))):
-        raise InputError("annualised returns must be finite")
-    is_mean = float(np.mean(is_r))
+        raise InputError("returns must be finite")
+    if not (np.isfinite(bars_per_year) and bars_per_year > 0):
+        raise InputError(f"bars_per_year must be positive, got {bars_per_year}")
+    is_mean = float(np.mean(is_r)) * bars_per_year
     if not is_mean > 0.0:
         return 0.0
-    return float(np.mean(oos_r)) / is_mean
+    return float(np.mean(oos_r)) * bars_per_year / is_mean

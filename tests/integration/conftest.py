@@ -99,6 +99,45 @@ class Slow(Strategy):
 
         time.sleep(0.15)
         return (np.arange(len(candles)) // params["period"] % 2).astype(float)
+
+
+def _peeking(candles, cache, period, peek):
+    """Long above a moving average; where ``peek`` is true, long exactly when the next bar
+    closes higher: a perfect, impossible edge on those bars."""
+    sma = cache.sma(period)
+    target = np.where(np.isnan(sma), 0.0, (candles.close > sma).astype(float))
+    nxt = np.append(candles.close[1:], np.nan)
+    cheat = peek & ~np.isnan(nxt)
+    target[cheat] = (nxt[cheat] > candles.close[cheat]).astype(float)
+    return target
+
+
+class PeekBetween(Strategy):
+    """Honest, except from ``peek_from`` to ``peek_until`` (open times, epoch ms), where it
+    reads the next close: a cheat confined to the held-out bars, to one fold, or to the
+    last bars, depending on the window given."""
+
+    name = "PEEK_BETWEEN"
+    space = (IntParam("period", 5, 60, default=20),
+             IntParam("peek_from", 0, 2**62, default=2**62),
+             IntParam("peek_until", 0, 2**62, default=2**62))
+
+    def positions(self, candles, params, cache):
+        ts = candles.ts
+        return _peeking(candles, cache, params["period"],
+                        (ts >= params["peek_from"]) & (ts < params["peek_until"]))
+
+
+class PeekSometimes(Strategy):
+    """Honest with its default parameters; with ``period`` above 40 it reads the next
+    close everywhere, so a search finds those parameters the best."""
+
+    name = "PEEK_SOMETIMES"
+    space = (IntParam("period", 5, 60, default=20),)
+
+    def positions(self, candles, params, cache):
+        return _peeking(candles, cache, params["period"],
+                        np.full(len(candles), params["period"] > 40))
 '''
 
 
@@ -111,7 +150,9 @@ def plugin_dir(tmp_path_factory):
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-strats\nVersion: 1.0\n")
     (dist / "entry_points.txt").write_text("[trad.strategies]\nEXPLODES = broken_strats:Explodes\n"
-                                                  "SLOW = broken_strats:Slow\n")
+                                           "SLOW = broken_strats:Slow\n"
+                                           "PEEK_BETWEEN = broken_strats:PeekBetween\n"
+                                           "PEEK_SOMETIMES = broken_strats:PeekSometimes\n")
     return root
 
 

@@ -41,7 +41,9 @@ def test_synth_list_gaps_import_and_optimize(trad, tmp_path):
     listing = json.loads(trad("data", "list", "--json").stdout)
     assert listing == [{"exchange": "synthetic", "symbol": "ETH/USDT", "timeframe": "1h",
                         "first": "2024-01-01T00:00:00Z", "last": "2024-01-20T23:00:00Z",
-                        "rows": 480, "gaps": 0, "missing_bars": 0}]
+                        "rows": 480, "gaps": 0, "missing_bars": 0, "calendar": "24/7",
+                        "bars_per_year": 8760.0, "bars_per_year_source": "measured",
+                        "synthetic": True}]
     assert json.loads(trad("data", "gaps", "--exchange", "synthetic", "--symbol", "ETH/USDT",
                            "--timeframe", "1h", "--json").stdout) == []
     csv = tmp_path / "btc.csv"

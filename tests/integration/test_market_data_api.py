@@ -19,7 +19,8 @@ def test_lists_series_with_ranges_rows_and_gaps(db_url, tmp_path):
     row = body["series"][0]
     assert row == {"exchange": "synthetic", "symbol": "BTC/USDT", "timeframe": "1h",
                    "first": "2024-01-01T00:00:00Z", "last": "2024-01-02T23:00:00Z",
-                   "rows": 48, "gaps": 0, "missing_bars": 0}
+                   "rows": 48, "gaps": 0, "missing_bars": 0, "calendar": "24/7",
+                   "bars_per_year": 8760.0, "bars_per_year_source": "measured", "synthetic": True}
     assert client.get("/api/v2/market-data?symbol=ETH/USDT").get_json()["count"] == 0
 
 

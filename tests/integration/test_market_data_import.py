@@ -71,8 +71,15 @@ def test_times_off_the_timeframe_grid_are_refused(settings, tmp_path):
     assert stored(settings) == 0
 
 
-def test_unknown_exchange_and_timeframe_are_refused_before_reading(settings, tmp_path):
-    with pytest.raises(InputError, match="did you mean binanceus"):
-        svc.import_file(settings, str(tmp_path / "x.csv"), "binanceuss", "BTC/USDT", "5m")
+def test_a_malformed_label_and_an_unknown_timeframe_are_refused_before_reading(settings, tmp_path):
+    with pytest.raises(InputError, match="is not a label"):
+        svc.import_file(settings, str(tmp_path / "x.csv"), "bin ance!", "BTC/USDT", "5m")
+    with pytest.raises(InputError, match="unknown calendar 'XNYZ'.*XNYS"):
+        svc.import_file(settings, str(tmp_path / "x.csv"), "nasdaq", "GOOG", "1d", calendar="XNYZ")
+    with pytest.raises(InputError, match="bars_per_year"):
+        svc.import_file(settings, str(tmp_path / "x.csv"), "nasdaq", "GOOG", "1d", bars_per_year=-1)
+    # any label imports; only fetching needs an exchange ccxt knows
+    with pytest.raises(InputError, match="not an exchange ccxt can fetch from.*did you mean binanceus"):
+        svc.fetch(settings, "binanceuss", "BTC/USDT", "5m")
     with pytest.raises(InputError, match="unknown timeframe"):
         svc.import_file(settings, str(tmp_path / "x.csv"), "binanceus", "BTC/USDT", "5x")

@@ -98,9 +98,15 @@ def test_gaps_are_found_and_counted(db_url):
     holed = Candles(c.ts[keep], c.open[keep], c.high[keep], c.low[keep], c.close[keep], c.volume[keep])
     with session_scope(db_url) as s:
         md.upsert_candles(s, "x", "BTC/USDT", "5m", holed)
+    from app.config import load_settings
+    from app.services import market_data as svc
+
+    settings = load_settings({"DATABASE_URL": db_url})
     with session_scope(db_url) as s:
-        gaps = md.find_gaps(s, "x", "BTC/USDT", "5m")
-        listing = md.list_series(s)
+        assert md.load_timestamps(s, "x", "BTC/USDT", "5m").tolist() == c.ts[keep].tolist()
+        assert md.series_keys(s) == [("x", "BTC/USDT", "5m", 96)]
+    gaps = svc.find_gaps(settings, "x", "BTC/USDT", "5m")
+    listing = svc.list_series(settings)
     assert [(g.after, g.before, g.missing_bars) for g in gaps] == [
         (int(c.ts[9]), int(c.ts[13]), 3), (int(c.ts[49]), int(c.ts[51]), 1)]
     assert len(listing) == 1

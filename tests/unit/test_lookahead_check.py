@@ -57,10 +57,11 @@ class WrongLength(Strategy):
 def test_a_strategy_reading_the_next_close_is_caught_with_bar_and_time():
     violation = check_lookahead(SmaPeek(), five_minute_candles(), {"period": 5}, cuts=(151,))
     assert isinstance(violation, LookaheadViolation)
-    # bar 150 opens 150 * 5 min = 12h30 after midnight
-    assert (violation.bar, violation.cut, violation.time) == (150, 151, "2024-01-01T12:30:00Z")
-    assert violation.message == ("SMA_PEEK peeks ahead: target at bar 150 (2024-01-01T12:30:00Z) "
-                                 "changes when data after bar 150 is removed")
+    # The cut at 151 shows it; bisecting below finds the first bar that peeks: bar 4, the
+    # first with a 5-bar average, which opens 4 * 5 min = 20 minutes after midnight.
+    assert (violation.bar, violation.cut, violation.time) == (4, 5, "2024-01-01T00:20:00Z")
+    assert violation.message == ("SMA_PEEK peeks ahead: target at bar 4 (2024-01-01T00:20:00Z) "
+                                 "changes when the data after bar 4 is removed or changed")
     assert str(violation) == violation.message
     assert np.isnan(violation.cut_value) and violation.full_value in (0.0, 1.0)
     assert violation.to_dict()["message"] == violation.message
@@ -68,9 +69,10 @@ def test_a_strategy_reading_the_next_close_is_caught_with_bar_and_time():
 
 def test_the_default_cuts_catch_it_at_the_earliest_bar():
     candles = five_minute_candles(1000)
-    violation = check_lookahead(SmaPeek(), candles, {"period": 5})
-    # cuts 200, 400, 600, 800, 999: the earliest differing bar is 199, from the cut at 200
-    assert (violation.bar, violation.cut) == (199, 200)
+    violation = check_lookahead(SmaPeek(), candles, {"period": 20})
+    # the first spread cut (15) is before the 20-bar average exists; the next (31) shows
+    # the peek at bar 30, and bisecting between them finds bar 19, the first that peeks
+    assert (violation.bar, violation.cut) == (19, 20)
 
 
 def test_a_whole_series_normalisation_is_caught():
@@ -118,7 +120,10 @@ def test_a_single_bar_has_nothing_to_cut():
 
 
 def test_default_cuts():
-    assert default_cuts(1000) == (200, 400, 600, 800, 999)
+    cuts = default_cuts(1000)
+    assert len(cuts) >= 64 + 16 - 2 and cuts[-16:] == tuple(range(984, 1000))
+    assert max(np.diff(cuts[:64])) <= 16
+    assert {299, 300, 301} <= set(default_cuts(1000, marks=(300,)))
     assert default_cuts(3) == (1, 2)
 
 

@@ -134,27 +134,38 @@ def test_an_account_wiped_out_in_one_fold_stays_at_zero():
         stitch_equity([[1.0]], 0.0)
 
 
-def test_walk_forward_efficiency_is_mean_oos_over_mean_is():
-    # IS CAGRs 40 % and 20 % (mean 30 %); OOS 15 % and 3 % (mean 9 %): WFE = 0.3.
-    assert walk_forward_efficiency([0.40, 0.20], [0.15, 0.03]) == pytest.approx(0.3)
-    # out of sample as good as in sample
-    assert walk_forward_efficiency([0.1, 0.3], [0.3, 0.1]) == pytest.approx(1.0)
-    # lost money out of sample: negative
-    assert walk_forward_efficiency([0.2], [-0.1]) == pytest.approx(-0.5)
+def test_walk_forward_efficiency_is_annualised_mean_oos_over_in_sample():
+    # mean IS return 0.1 % a bar, OOS 0.03 %: WFE 0.3 whatever the bars a year
+    assert walk_forward_efficiency([0.002, 0.0], [0.0005, 0.0001], 252) == pytest.approx(0.3)
+    assert walk_forward_efficiency([0.002, 0.0], [0.0005, 0.0001], 105_120) == pytest.approx(0.3)
+    # out of sample as good as in sample; lost money out of sample: negative
+    assert walk_forward_efficiency([0.001, 0.003], [0.003, 0.001], 365) == pytest.approx(1.0)
+    assert walk_forward_efficiency([0.002], [-0.001], 365) == pytest.approx(-0.5)
+
+
+def test_a_few_days_of_5m_bars_do_not_blow_up_the_efficiency():
+    # The CAGR of two days of 5m bars at +0.01 % a bar compounds to thousands of percent a
+    # year, and a ratio of two such CAGRs read 21.8 for a strategy that kept half its edge
+    # out of sample. Mean returns say what happened: 0.5.
+    rng = np.random.default_rng(4)
+    is_r = rng.normal(0.0002, 0.001, 576)
+    oos_r = is_r[:288] * 0 + rng.normal(0.0, 0.001, 288)
+    oos_r += 0.5 * is_r.mean() - oos_r.mean()
+    assert walk_forward_efficiency(is_r, oos_r, 105_120) == pytest.approx(0.5)
 
 
 def test_walk_forward_efficiency_is_zero_without_in_sample_gains():
-    assert walk_forward_efficiency([-0.1, 0.05], [0.2, 0.2]) == 0.0
-    assert walk_forward_efficiency([0.0], [0.1]) == 0.0
+    assert walk_forward_efficiency([-0.001, 0.0005], [0.002, 0.002], 365) == 0.0
+    assert walk_forward_efficiency([0.0], [0.001], 365) == 0.0
 
 
-def test_walk_forward_efficiency_needs_matching_finite_folds():
-    with pytest.raises(InputError, match="one in-sample and one out-of-sample"):
-        walk_forward_efficiency([0.1, 0.2], [0.1])
-    with pytest.raises(InputError):
-        walk_forward_efficiency([], [])
+def test_walk_forward_efficiency_needs_finite_records():
+    with pytest.raises(InputError, match="needs in-sample and out-of-sample"):
+        walk_forward_efficiency([0.1, 0.2], [], 365)
     with pytest.raises(InputError, match="finite"):
-        walk_forward_efficiency([0.1], [np.inf])
+        walk_forward_efficiency([0.1], [np.inf], 365)
+    with pytest.raises(InputError, match="bars_per_year"):
+        walk_forward_efficiency([0.1], [0.1], 0)
 
 
 def test_the_docstring_examples_run():

@@ -69,9 +69,32 @@ def request_of(job: TrainingJob) -> TrainingRequest:
     return TrainingRequest(**data)
 
 
-def backtest_config(request: TrainingRequest) -> BacktestConfig:
+def backtest_config(request: TrainingRequest, bars_per_year: float | None) -> BacktestConfig:
+    """The job's costs, annualised with the bars a year it resolved at start (a job from
+    before calendars were measured: the timeframe's 24/7 count)."""
     return BacktestConfig(fee=request.fee, slippage_bps=request.slippage_bps,
-                          periods_per_year=periods_per_year(request.timeframe))
+                          periods_per_year=bars_per_year or periods_per_year(request.timeframe))
+
+
+def default_params(request: TrainingRequest) -> dict:
+    """The search space's defaults: the parameters the start-of-job lookahead check runs."""
+    space = request.space()
+    return space.complete({p.name: p.default for p in space.free})
+
+
+def series_data(session, exchange: str, symbol: str, timeframe: str, candles,
+                asked_bars_per_year: float | None) -> dict:
+    """What a job's result says of its data: bars, calendar, bars a year and where that
+    number came from, synthetic or not (``app.validation.calendars``)."""
+    from app.db.market_data import series_meta
+    from app.validation.calendars import calendar_for, resolve_bars_per_year
+
+    meta = series_meta(session, exchange, symbol, timeframe)
+    bpy = resolve_bars_per_year(candles.ts, timeframe, request=asked_bars_per_year,
+                                series=meta.bars_per_year)
+    return {"bars": len(candles), "calendar": calendar_for(exchange, candles.ts, timeframe, meta.calendar),
+            "bars_per_year": bpy.value, "bars_per_year_source": bpy.source,
+            "synthetic": meta.synthetic}
 
 
 # What the sampler is told for a trial with fewer than min_trades trades. Samplers rank

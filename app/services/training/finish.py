@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import dataclass
 
 import numpy as np
 from sqlalchemy import func, select
@@ -34,12 +35,12 @@ from app.services.training.plan import plan_round, planned_chunks
 from app.services.training.walk_forward import finish_fold
 from app.strategies.cache import IndicatorCache
 from app.strategies.registry import get_strategy
-from app.strategies.runner import run_strategy, strategy_returns
-from app.validation.confidence import Thresholds, confidence_and_stage
+from app.strategies.runner import run_strategy, run_window, strategy_returns
+from app.validation.confidence import Thresholds
 from app.validation.lookahead import check_lookahead
-from app.validation.pbo import probability_of_backtest_overfitting
-from app.validation.sharpe_stats import deflated_sharpe_ratio
+from app.validation.pbo import representative_trials
 from app.validation.split import holdout_split, parse_validation
+from app.validation.trust import aggregate_returns, assess_search
 
 log = logging.getLogger(__name__)
 
@@ -114,117 +115,143 @@ def _add_sampler_time(job: TrainingJob, seconds: float) -> None:
     job.result = result
 
 
-# The top trials whose per-bar returns feed the PBO (a job may have 100,000 trials; the
-# overfitting that matters is in choosing among the best ones).
-PBO_TOP_TRIALS = 64
-
-
-
-
 PBO_SPLITS = 16
 
 
-def _trust(settings: Settings, job: TrainingJob, strategy, train: Candles, config: BacktestConfig,
-           in_sample, best_params: dict) -> dict:
-    """Deflated Sharpe over every trial, PBO over the top trials, lookahead of the winner."""
-    from app.backtest.candles import periods_per_year as ppy_of
+@dataclass(frozen=True)
+class Winner:
+    """The trial a job ends with: the best valid one, or, when no trial made
+    ``min_trades`` trades, the best of all (the job still ran: its configuration is
+    stored ``REJECTED`` with that reason)."""
 
-    ppy = ppy_of(job.timeframe)
-    sharpe = Trial.metrics["sharpe_ratio"].as_float()
-    with session_scope(settings.database_url) as session:
-        n, s1, s2 = session.execute(select(func.count(), func.sum(sharpe), func.sum(sharpe * sharpe))
-                                    .where(Trial.job_id == job.id)).one()
-        top = [dict(p) for p in session.scalars(
-            select(Trial.params).where(Trial.job_id == job.id, Trial.state == "complete")
-            .order_by(Trial.value.desc(), Trial.number).limit(PBO_TOP_TRIALS))]
-    n = int(n or 0)
-    var_annual = max((float(s2 or 0) - float(s1 or 0) ** 2 / n) / (n - 1), 0.0) if n > 1 else 0.0
-    dsr = deflated_sharpe_ratio(in_sample.returns, max(n, 1), var_annual / ppy)
-    pbo = None
-    unique = {json.dumps(p, sort_keys=True): p for p in top}
-    if len(unique) >= 2 and len(train) >= PBO_SPLITS * 4:
-        cache = IndicatorCache(train)
-        by_trial = np.empty((len(unique), len(train)))  # rows filled contiguously
-        for i, p in enumerate(unique.values()):
-            by_trial[i] = strategy_returns(strategy, train, p, config, cache)
-        pbo = probability_of_backtest_overfitting(by_trial.T, n_splits=PBO_SPLITS)
-    violation = check_lookahead(strategy, train, best_params)
-    report = {
-        "n_trials": n,
-        "deflated_sharpe": dsr.to_dict(),
-        "pbo": pbo.to_dict() if pbo is not None else None,
-        "pbo_trials": len(unique) if pbo is not None else 0,
-        "lookahead": violation.to_dict() if violation is not None else None,
-    }
-    return {"dsr": dsr, "pbo": pbo, "_violation": violation, "report": report}
+    number: int
+    params: dict
+    value: float | None
+    valid: bool
+
+
+def _winner(session, job_id: str) -> Winner | None:
+    best = repo.best_trial(session, job_id)
+    if best is not None:
+        return Winner(best.number, dict(best.params), best.value, True)
+    top = session.scalars(select(Trial).where(Trial.job_id == job_id)
+                          .order_by(Trial.value.desc().nulls_last(), Trial.number).limit(1)).first()
+    return None if top is None else Winner(top.number, dict(top.params), top.value, False)
+
+
+def _sample(session, job_id: str) -> list[tuple[dict, bool]]:
+    """A representative sample of the job's trials (``representative_trials``: best first,
+    spanning every value the search found, the trials short of min_trades included: they
+    were tried too), as ``(params, made min_trades)``; a parameter set tried twice once."""
+    rows = session.execute(select(Trial.number, Trial.value).where(Trial.job_id == job_id)
+                           .order_by(Trial.number)).all()
+    numbers = np.array([r[0] for r in rows], dtype=np.int64)
+    values = np.array([r[1] if r[1] is not None else -np.inf for r in rows], dtype=np.float64)
+    chosen = numbers[representative_trials(values)] if numbers.size else numbers
+    found = {n: (p, state) for n, p, state in session.execute(
+        select(Trial.number, Trial.params, Trial.state).where(
+            Trial.job_id == job_id, Trial.number.in_([int(n) for n in chosen]))).all()}
+    unique: dict[str, tuple[dict, bool]] = {}
+    for n in chosen:
+        params, state = found[int(n)]
+        unique.setdefault(json.dumps(params, sort_keys=True), (dict(params), state == "complete"))
+    return list(unique.values())
+
+
+def assess_winner(strategy, candles: Candles, split: int | None, winner: Winner,
+                  sample: list[tuple[dict, bool]], n_trials: int, config: BacktestConfig,
+                  min_trades: int, thresholds: Thresholds, marks=()) -> tuple:
+    """Backtest the winner in sample (bars ``[0, split)``) and out of sample (``[split, n)``
+    with its indicators warm from the bars before), check it for lookahead over every
+    bar, run the sample of trials for PBO and the effective trials, and judge.
+    Returns ``(in_sample, out_of_sample or None, Verdict)``."""
+    train = candles if split is None else candles.slice(0, split)
+    in_sample = run_strategy(strategy, train, winner.params, config)
+    out_of_sample = run_window(strategy, candles, split, winner.params, config) \
+        if split is not None else None
+    violation = check_lookahead(strategy, candles, winner.params, marks=marks)
+    cache = IndicatorCache(train)
+    columns = [aggregate_returns(strategy_returns(strategy, train, p, config, cache))
+               for p, _ in sample]
+    verdict = assess_search(
+        best_returns=in_sample.returns, sample_returns=np.column_stack(columns) if columns
+        else in_sample.returns[:, None], n_trials=n_trials, is_metrics=in_sample.metrics,
+        oos_returns=None if out_of_sample is None else out_of_sample.returns,
+        oos_metrics=None if out_of_sample is None else out_of_sample.metrics,
+        min_trades=min_trades, thresholds=thresholds,
+        lookahead=None if violation is None else violation.to_dict(), pbo_splits=PBO_SPLITS,
+        choosable=[valid for _, valid in sample] if columns else None)
+    return in_sample, out_of_sample, verdict
+
+
+def _thin_reason(session, job_id: str, min_trades: int, n_trials: int) -> str:
+    most = session.scalar(select(func.max(Trial.metrics["num_trades"].as_float()))
+                          .where(Trial.job_id == job_id))
+    return (f"no trial of {n_trials} made min_trades={min_trades} trades (the most was "
+            f"{int(most or 0)}): lower min_trades, widen the data range or the search space")
 
 
 def finish_job(settings: Settings, job_id: str) -> str:
+    """The best trial becomes a configuration with its verdict (``app.validation.trust``);
+    a job that ran always ends ``succeeded`` with one, ``REJECTED`` when too thin to trust."""
     with session_scope(settings.database_url) as session:
         job = session.get(TrainingJob, job_id)
-        best = repo.best_trial(session, job_id)
         request = request_of(job)
-        if best is None:
-            top = session.scalars(select(Trial).where(Trial.job_id == job_id)
-                                  .order_by(Trial.value.desc().nulls_last()).limit(1)).first()
-            most = session.scalar(select(func.max(Trial.metrics["num_trades"].as_float()))
-                                  .where(Trial.job_id == job_id)) if top is not None else 0
-            raise JobFailed(
-                f"no trial made min_trades={request.min_trades} trades (the most was "
-                f"{int(most or 0)}); lower min_trades, widen the data range or the search space")
-        best_params, best_value, best_number = dict(best.params), best.value, best.number
+        winner = _winner(session, job_id)
+        if winner is None:
+            raise JobFailed("the job has no trials to choose from")
+        n_trials = int(session.scalar(select(func.count()).select_from(Trial)
+                                      .where(Trial.job_id == job_id)))
+        sample = _sample(session, job_id)
+        thin = None if winner.valid else _thin_reason(session, job_id, request.min_trades, n_trials)
         session.expunge(job)
     with session_scope(settings.database_url) as session:
         candles = load_candles(session, job.exchange, job.symbol, job.timeframe,
                                job.data_start, job.data_end)
     strategy = get_strategy(request.strategy)
-    config = backtest_config(request)
+    config = backtest_config(request, job.bars_per_year)
     plan = parse_validation(request.validation, request.run_validation)
-    train, test = candles, None
-    if plan.method == "holdout":
-        k = holdout_split(len(candles), plan.test_fraction)
-        train, test = candles.slice(0, k), candles.slice(k)
-    in_sample = run_strategy(strategy, train, best_params, config)
-    out_of_sample = run_strategy(strategy, test, best_params, config) if test is not None else None
-    trust = _trust(settings, job, strategy, train, config, in_sample, best_params)
-    confidence, stage, reasons = confidence_and_stage(
-        trust["dsr"], trust["pbo"], in_sample.metrics,
-        out_of_sample.metrics if out_of_sample else None, request.min_trades,
-        settings.thresholds or Thresholds(), lookahead=trust.pop("_violation"))
-    now = repo.utcnow()
+    split = holdout_split(len(candles), plan.test_fraction) if plan.method == "holdout" else None
+    in_sample, out_of_sample, verdict = assess_winner(
+        strategy, candles, split, winner, sample, n_trials, config, request.min_trades,
+        settings.thresholds or Thresholds(), marks=() if split is None else (split,))
+    reasons = ([thin] if thin else []) + verdict.reasons
+    trust = verdict.report()
     if job.parent_id:
-        return finish_fold(settings, job, request, best_params, best_value, best_number,
-                            in_sample, trust, len(train))
+        return finish_fold(settings, job, request, winner, in_sample, trust, reasons)
+    now = repo.utcnow()
+    oos_metrics = out_of_sample.metrics if out_of_sample else None
+    data = (job.result or {}).get("data")
     with session_scope(settings.database_url) as session:
         config_row = repo.upsert_configuration(session, {
             "name": config_name(strategy.name, strategy.version),
             "strategy_name": strategy.name, "strategy_version": strategy.version,
             "exchange": job.exchange, "pair": job.symbol, "timeframe": job.timeframe,
-            "params": best_params, "params_key": params_key(best_params),
+            "params": winner.params, "params_key": params_key(winner.params),
             "objective": request.objective,
             "in_sample_metrics": in_sample.metrics,
-            "out_of_sample_metrics": out_of_sample.metrics if out_of_sample else None,
-            "validation": {**plan.to_dict(), "reasons": reasons, **trust["report"],
-                           "train_bars": len(train), "test_bars": len(test) if test is not None else 0},
+            "out_of_sample_metrics": oos_metrics,
+            "validation": {**plan.to_dict(), "reasons": reasons, **trust, "data": data,
+                           "train_bars": len(in_sample.returns),
+                           "test_bars": len(out_of_sample.returns) if out_of_sample else 0},
             "net_profit": in_sample.metrics["net_profit"],
             "sharpe_ratio": in_sample.metrics["sharpe_ratio"],
             "sample_size": in_sample.metrics["num_trades"],
-            "confidence": confidence, "lifecycle_stage": stage, "job_id": job_id,
+            "confidence": verdict.confidence, "lifecycle_stage": verdict.stage, "job_id": job_id,
             "data_fingerprint": job.data_fingerprint, "created_at": now, "updated_at": now,
         })
         job = repo.lock_job(session, job_id)
         if job.status != "running":
             return job.status
-        mark_succeeded(job, now, best_params, best_value, {
-            "configuration": config_row.name, "best_trial": best_number,
-            "best_params": best_params, "objective": request.objective, "best_value": best_value,
-            "in_sample": in_sample.metrics,
-            "out_of_sample": out_of_sample.metrics if out_of_sample else None,
-            "confidence": confidence, "lifecycle_stage": stage, "reasons": reasons,
-            "trust": trust["report"]})
+        mark_succeeded(job, now, winner.params, winner.value, {
+            "configuration": config_row.name, "best_trial": winner.number,
+            "best_params": winner.params, "objective": request.objective,
+            "best_value": winner.value, "in_sample": in_sample.metrics,
+            "out_of_sample": oos_metrics, "confidence": verdict.confidence,
+            "lifecycle_stage": verdict.stage, "reasons": reasons, "trust": trust})
         repo.add_progress(session, job, "succeeded",
-                          f"best {request.objective}={best_value:.4f} -> {config_row.name} ({stage})",
-                          job.n_trials)
-    log.info("job succeeded job_id=%s configuration=%s value=%.4f stage=%s",
-             job_id, config_row.name, best_value, stage)
+                          f"best {request.objective}={winner.value or 0.0:.4f} -> "
+                          f"{config_row.name} ({verdict.stage})", job.n_trials)
+    log.info("job succeeded job_id=%s configuration=%s value=%.4f stage=%s confidence=%.3f",
+             job_id, config_row.name, winner.value or 0.0, verdict.stage, verdict.confidence)
     return "succeeded"

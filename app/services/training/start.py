@@ -19,9 +19,11 @@ from app.services.training.context import (
     JobFailed,
     backtest_config,
     count_recovery,
+    default_params,
     fold_jobs,
     is_walk_forward,
     request_of,
+    series_data,
 )
 from app.services.training.plan import per_trial_seconds, plan_round, planned_chunks
 from app.services.training.walk_forward import start_walk_forward
@@ -81,19 +83,25 @@ def start_job(settings: Settings, job_id: str, resume: bool = False) -> list:
         request = request_of(job)
         start, end = data_range(session, request)
         candles = load_candles(session, job.exchange, job.symbol, job.timeframe, start, end)
+        data = series_data(session, job.exchange, job.symbol, job.timeframe, candles,
+                           request.bars_per_year)
     plan = parse_validation(request.validation, request.run_validation)
     if plan.method == "walk_forward":
-        return start_walk_forward(settings, job_id, request, plan, candles)
+        return start_walk_forward(settings, job_id, request, plan, candles, data)
     train = candles
+    marks = ()
     if plan.method == "holdout":
-        train = candles.slice(0, holdout_split(len(candles), plan.test_fraction))
+        split = holdout_split(len(candles), plan.test_fraction)
+        train, marks = candles.slice(0, split), (split,)
     strategy = get_strategy(request.strategy)
-    violation = check_lookahead(strategy, train, request.space().complete(
-        {p.name: p.default for p in request.space().free}))
+    # Every bar the job loaded, the held-out ones included: a strategy that peeks only
+    # there would pass a check of the training bars and shine out of sample.
+    violation = check_lookahead(strategy, candles, default_params(request), marks=marks)
     if violation is not None:
         raise JobFailed(f"{violation}; fix the strategy before training it")
     cache = IndicatorCache(train)
-    per_trial = per_trial_seconds(strategy, train, cache, backtest_config(request), request.space())
+    per_trial = per_trial_seconds(strategy, train, cache,
+                                  backtest_config(request, data["bars_per_year"]), request.space())
     candles_cache[train.fingerprint] = (train, cache)
     with session_scope(settings.database_url) as session:
         job = repo.lock_job(session, job_id)
@@ -105,7 +113,8 @@ def start_job(settings: Settings, job_id: str, resume: bool = False) -> list:
         job.updated_at = now
         job.data_start, job.data_end = int(candles.ts[0]), int(candles.ts[-1]) + timeframe_ms(job.timeframe)
         job.data_fingerprint = train.fingerprint
-        job.result = {"bars": len(candles), "train_bars": len(train),
+        job.bars_per_year = data["bars_per_year"]
+        job.result = {"bars": len(candles), "train_bars": len(train), "data": data,
                       "est_trial_ms": round(per_trial * 1e3, 4)}
         t0 = time.perf_counter()
         chunks, state = plan_round(settings, job, request, 0, 0, [], per_trial)
@@ -113,6 +122,6 @@ def start_job(settings: Settings, job_id: str, resume: bool = False) -> list:
         job.result = {**job.result, "sampler_s": round(time.perf_counter() - t0, 6)}
         repo.add_progress(session, job, "running",
                           f"{len(train)} bars, {job.n_trials} trials, round 0: {len(chunks)} chunks")
-    log.info("job started job_id=%s bars=%d trials=%d chunks=%d est_trial_ms=%.3f",
-             job_id, len(candles), job.n_trials, len(chunks), per_trial * 1e3)
+    log.info("job started job_id=%s bars=%d bars_per_year=%g trials=%d chunks=%d est_trial_ms=%.3f",
+             job_id, len(candles), data["bars_per_year"], job.n_trials, len(chunks), per_trial * 1e3)
     return chunks

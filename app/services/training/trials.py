@@ -41,7 +41,7 @@ def run_chunk(settings: Settings, job_id: str, round_no: int, chunk: Chunk) -> d
         ask_s = round(time.perf_counter() - t0, 4)
     candles, cache = load_job_candles(settings, job)
     strategy = get_strategy(request.strategy)
-    config = backtest_config(request)
+    config = backtest_config(request, job.bars_per_year)
     objective = get_objective(request.objective)
     rows = []
     for number, params, attrs in zip(chunk.numbers, chunk.params, chunk.system_attrs):

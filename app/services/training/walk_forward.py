@@ -21,16 +21,18 @@ from app.services.training.context import (
     JobFailed,
     backtest_config,
     config_name,
+    default_params,
     fail_job,
     mark_succeeded,
     params_key,
     request_of,
 )
 from app.strategies.registry import get_strategy
-from app.strategies.runner import run_strategy
-from app.validation.confidence import Thresholds, confidence_and_stage
+from app.strategies.runner import run_strategy, run_window
+from app.validation.confidence import Thresholds
 from app.validation.lookahead import check_lookahead
 from app.validation.split import parse_validation
+from app.validation.trust import assess_walk_forward
 
 log = logging.getLogger(__name__)
 
@@ -39,16 +41,21 @@ log = logging.getLogger(__name__)
 EQUITY_POINTS = 500
 
 
+def _fold_marks(folds) -> tuple[int, ...]:
+    return tuple(sorted({k for f in folds for k in (f.train_start, f.test_start, f.test_end - 1)}))
+
+
 def start_walk_forward(settings: Settings, job_id: str, request: TrainingRequest, plan,
-                        candles: Candles) -> list[ChildJob]:
+                       candles: Candles, data: dict) -> list[ChildJob]:
     """Plan the folds over the job's bars and create one child job per fold, each
-    optimizing on its training window; the folds run in parallel."""
+    optimizing on its training window; the folds run in parallel, annualised alike (the
+    bars a year measured on the whole series)."""
     from app.validation.walk_forward import plan_folds
 
     folds = plan_folds(len(candles), plan.folds, plan.train_bars, plan.test_bars, plan.anchored)
     strategy = get_strategy(request.strategy)
-    violation = check_lookahead(strategy, candles, request.space().complete(
-        {p.name: p.default for p in request.space().free}))
+    violation = check_lookahead(strategy, candles, default_params(request),
+                                marks=_fold_marks(folds))
     if violation is not None:
         raise JobFailed(f"{violation}; fix the strategy before training it")
     step = timeframe_ms(request.timeframe)
@@ -64,6 +71,7 @@ def start_walk_forward(settings: Settings, job_id: str, request: TrainingRequest
                 "validation": None, "run_validation": False, "lookback_days": None,
                 "start": int(candles.ts[fold.train_start]),
                 "end": int(candles.ts[fold.train_end - 1]) + step,
+                "bars_per_year": data["bars_per_year"],
                 "seed": (request.seed + 7_919 * (i + 1)) % (2**63)}
             child = TrainingJob(
                 id=new_job_id(), status="queued", request=child_request, parent_id=job_id, fold=i,
@@ -79,7 +87,8 @@ def start_walk_forward(settings: Settings, job_id: str, request: TrainingRequest
         parent.updated_at = now
         parent.data_start, parent.data_end = int(candles.ts[0]), int(candles.ts[-1]) + step
         parent.data_fingerprint = candles.fingerprint
-        parent.result = {"bars": len(candles), "folds": [
+        parent.bars_per_year = data["bars_per_year"]
+        parent.result = {"bars": len(candles), "data": data, "folds": [
             {"fold": i, "job_id": c.job_id, "train": [iso(int(candles.ts[f.train_start])),
                                                        iso(int(candles.ts[f.train_end - 1]) + step)],
              "test": [iso(int(candles.ts[f.test_start])), iso(int(candles.ts[f.test_end - 1]) + step)],
@@ -92,20 +101,22 @@ def start_walk_forward(settings: Settings, job_id: str, request: TrainingRequest
     return children
 
 
-def finish_fold(settings: Settings, job: TrainingJob, request: TrainingRequest, best_params: dict,
-                 best_value: float, best_number: int, in_sample, trust: dict, bars: int) -> str:
-    """A walk-forward fold is done: keep its winner, then finish the walk-forward if it
-    was the last fold."""
+def finish_fold(settings: Settings, job: TrainingJob, request: TrainingRequest, winner,
+                in_sample, trust: dict, reasons: list[str]) -> str:
+    """A walk-forward fold is done: keep its winner and its search's trust statistics,
+    then finish the walk-forward if it was the last fold."""
     now = repo.utcnow()
     with session_scope(settings.database_url) as session:
         child = repo.lock_job(session, job.id)
         if child.status != "running":
             return child.status
-        mark_succeeded(child, now, best_params, best_value, {
-            "best_trial": best_number, "best_params": best_params, "objective": request.objective,
-            "best_value": best_value, "in_sample": in_sample.metrics, "trust": trust["report"]})
+        mark_succeeded(child, now, winner.params, winner.value, {
+            "best_trial": winner.number, "best_params": winner.params,
+            "objective": request.objective, "best_value": winner.value,
+            "in_sample": in_sample.metrics, "trust": trust, "reasons": reasons})
         repo.add_progress(session, child, "succeeded",
-                          f"fold {child.fold}: best {request.objective}={best_value:.4f}", child.n_trials)
+                          f"fold {child.fold}: best {request.objective}={winner.value or 0.0:.4f}",
+                          child.n_trials)
     log.info("fold finished job_id=%s parent=%s fold=%s", job.id, job.parent_id, job.fold)
     maybe_finish_walk_forward(settings, job.parent_id)
     return "succeeded"
@@ -128,11 +139,20 @@ def maybe_finish_walk_forward(settings: Settings, parent_id: str) -> None:
         fail_job(settings, parent_id, str(exc))
 
 
-def _finish_walk_forward(settings: Settings, parent_id: str) -> None:
-    """Test each fold's winner on the bars after its training window, stitch the test
-    windows into one out-of-sample record, score it, store the latest fold's parameters."""
+def _record_metrics(returns: np.ndarray, pnls: list[float], exposed: int, config) -> dict:
     from app.backtest.metrics import compute_metrics
-    from app.validation.walk_forward import plan_folds, stitch, walk_forward_efficiency
+
+    equity = config.initial_capital * np.cumprod(1.0 + returns)
+    return compute_metrics(equity, np.asarray(pnls, dtype=np.float64), exposed,
+                           config.initial_capital, config.periods_per_year)
+
+
+def _finish_walk_forward(settings: Settings, parent_id: str) -> None:
+    """Test each fold's winner on the bars after its training window (indicators warm
+    from the bars before it), stitch the test windows into one out-of-sample record and
+    the fold winners' training runs into one in-sample record, judge them over all folds
+    (``assess_walk_forward``), store the latest fold's parameters."""
+    from app.validation.walk_forward import plan_folds, stitch
 
     with session_scope(settings.database_url) as session:
         parent = session.get(TrainingJob, parent_id)
@@ -147,50 +167,63 @@ def _finish_walk_forward(settings: Settings, parent_id: str) -> None:
     plan = parse_validation(request.validation, request.run_validation)
     folds = plan_folds(len(candles), plan.folds, plan.train_bars, plan.test_bars, plan.anchored)
     strategy = get_strategy(request.strategy)
-    config = backtest_config(request)
-    per_fold, returns, pnls, exposed, times = [], [], [], 0, []
+    config = backtest_config(request, parent.bars_per_year)
+    per_fold, is_parts, oos_parts, times = [], [], [], []
+    is_pnls, oos_pnls, is_exposed, oos_exposed = [], [], 0, 0
+    violation = None
     for child, fold in zip(children, folds):
-        test = candles.slice(fold.test_start, fold.test_end)
-        times.append(test.ts)
-        result = run_strategy(strategy, test, child.best_params, config)
-        returns.append(result.returns)
-        pnls.extend(t.pnl for t in result.trades)
-        exposed += int(round(result.metrics["exposure"] * len(test)))
+        trained = run_strategy(strategy, candles.slice(fold.train_start, fold.train_end),
+                               child.best_params, config)
+        tested = run_window(strategy, candles.slice(0, fold.test_end), fold.test_start,
+                            child.best_params, config)
+        is_parts.append(trained.returns)
+        oos_parts.append(tested.returns)
+        times.append(candles.ts[fold.test_start:fold.test_end])
+        is_pnls.extend(t.pnl for t in trained.trades)
+        oos_pnls.extend(t.pnl for t in tested.trades)
+        is_exposed += int(np.count_nonzero(trained.position))
+        oos_exposed += int(np.count_nonzero(tested.position))
+        if violation is None:
+            found = check_lookahead(strategy, candles, child.best_params, marks=_fold_marks(folds))
+            violation = None if found is None else {**found.to_dict(), "fold": child.fold}
         per_fold.append({"fold": child.fold, "job_id": child.id, "params": child.best_params,
-                         "in_sample": child.result["in_sample"], "out_of_sample": result.metrics})
-    stitched = stitch(returns)
-    equity = config.initial_capital * np.cumprod(1.0 + stitched)
-    oos = compute_metrics(equity, np.asarray(pnls), exposed, config.initial_capital,
-                          config.periods_per_year)
-    wfe = walk_forward_efficiency([f["in_sample"]["cagr"] for f in per_fold],
-                                  [f["out_of_sample"]["cagr"] for f in per_fold])
-    last = children[-1]
-    trust = last.result["trust"]
-    pbo = (trust.get("pbo") or {}).get("pbo")
-    confidence, stage, reasons = confidence_and_stage(
-        trust["deflated_sharpe"]["dsr"], pbo, last.result["in_sample"], oos, request.min_trades,
-        settings.thresholds or Thresholds())
-    if wfe < 0.5 and stage != "REJECTED":
-        reasons.append(f"walk-forward efficiency {wfe:.2f} is below 0.5")
+                         "in_sample": child.result["in_sample"], "out_of_sample": tested.metrics,
+                         "trust": child.result["trust"]})
+    is_returns, oos_returns = stitch(is_parts), stitch(oos_parts)
+    is_metrics = _record_metrics(is_returns, is_pnls, is_exposed, config)
+    oos = _record_metrics(oos_returns, oos_pnls, oos_exposed, config)
+    verdict = assess_walk_forward(
+        fold_reports=[f["trust"] for f in per_fold], is_returns=is_returns,
+        oos_returns=oos_returns, is_metrics=is_metrics, oos_metrics=oos,
+        min_trades=request.min_trades, bars_per_year=config.periods_per_year,
+        thresholds=settings.thresholds or Thresholds(), lookahead=violation)
+    trust = verdict.report()
+    wfe, stage, confidence, reasons = trust["wfe"], verdict.stage, verdict.confidence, verdict.reasons
     now = repo.utcnow()
-    # The stitched out-of-sample equity curve, at most EQUITY_POINTS points (bar close times).
+    # The stitched out-of-sample equity curve, at most EQUITY_POINTS points (bar open times).
+    equity = config.initial_capital * np.cumprod(1.0 + oos_returns)
     ts = np.concatenate(times)
     keep = np.unique(np.linspace(0, len(ts) - 1, min(EQUITY_POINTS, len(ts))).astype(int))
     curve = [[iso(int(ts[i])), round(float(equity[i]), 6)] for i in keep]
+    for f in per_fold:
+        f.pop("trust")
+    last = children[-1]
     walk_forward = {**plan.to_dict(), "wfe": wfe, "folds": per_fold, "reasons": reasons,
-                    "stitched_bars": int(stitched.size), "equity_curve": curve, **trust}
+                    "stitched_bars": int(oos_returns.size), "equity_curve": curve, **trust,
+                    "data": (parent.result or {}).get("data"),
+                    "last_fold_in_sample": last.result["in_sample"]}
     with session_scope(settings.database_url) as session:
         config_row = repo.upsert_configuration(session, {
             "name": config_name(strategy.name, strategy.version),
             "strategy_name": strategy.name, "strategy_version": strategy.version,
             "exchange": parent.exchange, "pair": parent.symbol, "timeframe": parent.timeframe,
             "params": last.best_params, "params_key": params_key(last.best_params),
-            "objective": request.objective, "in_sample_metrics": last.result["in_sample"],
+            "objective": request.objective, "in_sample_metrics": is_metrics,
             "out_of_sample_metrics": oos, "validation": walk_forward,
-            "net_profit": oos["net_profit"], "sharpe_ratio": oos["sharpe_ratio"],
-            "sample_size": oos["num_trades"], "confidence": confidence, "lifecycle_stage": stage,
-            "job_id": parent_id, "data_fingerprint": parent.data_fingerprint,
-            "created_at": now, "updated_at": now,
+            "net_profit": is_metrics["net_profit"], "sharpe_ratio": is_metrics["sharpe_ratio"],
+            "sample_size": is_metrics["num_trades"], "confidence": confidence,
+            "lifecycle_stage": stage, "job_id": parent_id,
+            "data_fingerprint": parent.data_fingerprint, "created_at": now, "updated_at": now,
         })
         job = repo.lock_job(session, parent_id)
         if job.status != "running":
@@ -198,7 +231,7 @@ def _finish_walk_forward(settings: Settings, parent_id: str) -> None:
         mark_succeeded(job, now, last.best_params, last.best_value, {
             "configuration": config_row.name, "best_params": last.best_params,
             "objective": request.objective, "best_value": last.best_value,
-            "in_sample": last.result["in_sample"], "out_of_sample": oos,
+            "in_sample": is_metrics, "out_of_sample": oos,
             "walk_forward": {"wfe": wfe, "folds": per_fold, "equity_curve": curve},
             "confidence": confidence, "lifecycle_stage": stage, "reasons": reasons,
             "trust": trust})
