@@ -28,6 +28,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/job.py
 	$(BIN)/python bench/study_export.py
 	$(BIN)/python bench/sampler.py
+	$(BIN)/python bench/verdicts.py
 
 # The Procfile's processes (web, worker, beat, flower) against DATABASE_URL and
 # CELERY_BROKER_URL (or REDIS_URL), after migrating. FLOWER_BASIC_AUTH must be set.

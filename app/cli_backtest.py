@@ -6,7 +6,7 @@ import sys
 
 import numpy as np
 
-from app.backtest.candles import TIMEFRAMES, periods_per_year
+from app.backtest.candles import TIMEFRAMES
 from app.backtest.engine import BacktestConfig
 from app.data.csv_io import read_candles_csv
 from app.data.timeutil import iso
@@ -20,8 +20,10 @@ def _infer_timeframe(ts: np.ndarray) -> str | None:
         return None
     step = int(np.median(np.diff(ts)))
     for name, ms in TIMEFRAMES.items():
-        if ms == step:
+        if ms == step and name != "1M":
             return name
+    if 28 * 86_400_000 <= step <= 31 * 86_400_000:
+        return "1M"
     return None
 
 
@@ -47,9 +49,11 @@ def cmd_backtest(args) -> int:
     candles = read_candles_csv(args.csv)
     timeframe = args.timeframe or _infer_timeframe(candles.ts)
     if args.periods_per_year is not None:
-        ppy = args.periods_per_year
+        ppy, source = args.periods_per_year, "given"
     elif timeframe is not None:
-        ppy = periods_per_year(timeframe)
+        from app.validation.calendars import measure_bars_per_year
+
+        ppy, source = measure_bars_per_year(candles.ts, timeframe), "measured"
     else:
         raise InputError("cannot tell the timeframe from the file's bar spacing",
                          hint="pass --timeframe or --periods-per-year")
@@ -65,7 +69,7 @@ def cmd_backtest(args) -> int:
     out = sys.stdout
     out.write(f"{strategy.name} v{strategy.version} {json.dumps(strategy.validate(params))}\n")
     out.write(f"{len(candles)} bars {iso(int(candles.ts[0]))} .. {iso(int(candles.ts[-1]))}"
-              f" ({timeframe or 'custom'}, {ppy:g} bars a year), fee {args.fee}, slippage "
+              f" ({timeframe or 'custom'}, {ppy:g} bars a year, {source}), fee {args.fee}, slippage "
               f"{args.slippage_bps} bps\n\n")
     for name, value in result.metrics.items():
         out.write(f"  {name:<15} {_fmt(name, value):>16}\n")
@@ -91,6 +95,8 @@ def register(subparsers) -> None:
     p.add_argument("--fee", type=float, default=0.001, help="per fill, fraction of notional")
     p.add_argument("--slippage-bps", type=float, default=0.0)
     p.add_argument("--timeframe", help="default: from the bars' spacing")
-    p.add_argument("--periods-per-year", type=float, help="override the annualisation")
+    p.add_argument("--periods-per-year", "--bars-per-year", type=float,
+                   help="annualise with this many bars a year (default: measured from the file's "
+                        "timestamps: 365 days for a 24/7 market, the weekdays traded otherwise)")
     p.add_argument("--json", action="store_true", help='one object {"metrics": ..., "trades": [...]}')
     p.set_defaults(func=cmd_backtest)

@@ -96,9 +96,19 @@ def print_result(job: dict, out=None) -> None:
     trust = result.get("trust") or {}
     if trust.get("deflated_sharpe"):
         pbo = trust.get("pbo")
-        lines.append(f"overfitting         deflated Sharpe {trust['deflated_sharpe']['dsr']:.3f} "
-                     f"(best of {trust['n_trials']} trials)"
-                     + (f"  PBO {pbo['pbo']:.2f} (top {trust['pbo_trials']} trials)" if pbo else ""))
+        lines.append(f"selection bias      deflated Sharpe {trust['deflated_sharpe']['dsr']:.3f} "
+                     f"(best of {trust['n_trials']} trials, "
+                     f"{trust.get('effective_trials', trust['n_trials']):.1f} effectively independent)"
+                     + (f"  PBO {pbo['pbo']:.2f} (over {trust['pbo_trials']} trials spanning the search)"
+                        if pbo else ""))
+    if trust.get("psr_oos") is not None:
+        lines.append(f"out-of-sample       PSR {trust['psr_oos']:.3f} (held-out record, Sharpe > 0); "
+                     f"evidence in and out of sample {trust['evidence']:.3f}")
+    data = result.get("data") or {}
+    if data:
+        lines.append(f"annualised with     {data['bars_per_year']:g} bars a year "
+                     f"({data['bars_per_year_source']}, calendar {data['calendar']})"
+                     + ("; SYNTHETIC data" if data.get("synthetic") else ""))
     lines.append(f"confidence          {result['confidence']:.3f}")
     lines.append(f"lifecycle stage     {result['lifecycle_stage']}"
                  + (f"  ({'; '.join(result['reasons'])})" if result.get("reasons") else ""))

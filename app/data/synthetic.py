@@ -22,7 +22,7 @@ from app.backtest.candles import Candles, periods_per_year, timeframe_ms
 from app.data.timeutil import now_ms
 from app.errors import InputError
 
-__all__ = ["synthetic_candles"]
+__all__ = ["synthetic_candles", "trending_candles"]
 
 
 def synthetic_candles(n: int | None = None, *, timeframe: str = "5m", days: float | None = None,
@@ -60,3 +60,31 @@ def synthetic_candles(n: int | None = None, *, timeframe: str = "5m", days: floa
     volume = np.exp(rng.normal(3.0, 0.5, n)) * np.where(regime == 1, 3.0, 1.0)
     ts = start + step * np.arange(n, dtype=np.int64)
     return Candles(ts, open_, high, low, close, volume)
+
+
+def trending_candles(n: int, *, seed: int = 1, strength: float = 0.09, period: float = 600.0,
+                     sigma: float = 0.006, start: int = 1_400_000_000_000,
+                     step: int = 3_600_000) -> Candles:
+    """A series with a planted edge, for checking verdicts against a known answer: trends
+    that run up then down for about ``period / 2`` bars each (normal, sd 15 % of
+    ``period``, at least 20 bars), with a drift of ``strength * sigma`` a bar, under
+    per-bar noise of sd ``sigma`` (0.6 % an hour is a crypto-like 56 % a year).
+
+    A moving-average crossover rides the trends: with the defaults over hourly bars its
+    best parameters earn a Sharpe ratio of about 2.1 a year (measured over 300,000 bars),
+    a moderate edge; ``strength=0`` is a random walk with no edge at all.
+
+    >>> c = trending_candles(2000, seed=3)
+    >>> len(c), bool((c.low <= c.close).all() and (c.high >= c.open).all())
+    (2000, True)
+    """
+    rng = np.random.default_rng(seed)
+    lengths = np.maximum(20, rng.normal(period / 2, 0.15 * period, n // 20 + 10)).astype(int)
+    sign = np.repeat(np.resize([1.0, -1.0], lengths.size), lengths)[:n] * rng.choice([-1.0, 1.0])
+    log_returns = strength * sigma * sign + sigma * rng.standard_normal(n) - sigma**2 / 2
+    close = 100.0 * np.exp(np.cumsum(log_returns))
+    open_ = np.concatenate(([100.0], close[:-1]))
+    high = np.maximum(open_, close) * (1 + np.abs(rng.normal(0.0, sigma / 2, n)))
+    low = np.minimum(open_, close) * (1 - np.abs(rng.normal(0.0, sigma / 2, n)))
+    return Candles(start + step * np.arange(n, dtype=np.int64), open_, high, low, close,
+                   np.ones(n))

@@ -120,6 +120,7 @@ def _job_view(job: TrainingJob, brief: bool = False) -> dict:
         "started_at": job.started_at.isoformat() if job.started_at else None,
         "finished_at": job.finished_at.isoformat() if job.finished_at else None,
         "error": job.error,
+        "verdict": _verdict(job.result),
     }
     if not brief:
         view.update({
@@ -136,6 +137,22 @@ def _job_view(job: TrainingJob, brief: bool = False) -> dict:
             "result": job.result,
         })
     return view
+
+
+def _verdict(result: dict | None) -> dict | None:
+    """A finished job's stage with its in-sample and out-of-sample Sharpe and trades, named
+    as such (None until it finished)."""
+    if not result or "lifecycle_stage" not in result:
+        return None
+
+    def side(metrics):
+        return None if not metrics else {"sharpe_ratio": metrics.get("sharpe_ratio"),
+                                         "num_trades": metrics.get("num_trades")}
+
+    return {"stage": result["lifecycle_stage"], "confidence": result.get("confidence"),
+            "configuration": result.get("configuration"),
+            "in_sample": side(result.get("in_sample")),
+            "out_of_sample": side(result.get("out_of_sample"))}
 
 
 def get_job(settings: Settings, job_id: str) -> dict:

@@ -43,7 +43,7 @@ from app.validation.walk_forward import walk_forward_efficiency
 __all__ = ["MAX_SAMPLE_BARS", "Verdict", "aggregate_returns", "assess_search",
            "assess_walk_forward"]
 
-MAX_SAMPLE_BARS = 50_000
+MAX_SAMPLE_BARS = 20_000
 _PHI = NormalDist().cdf
 
 

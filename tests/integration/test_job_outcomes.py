@@ -107,6 +107,12 @@ def test_views_name_in_and_out_of_sample_side_by_side(settings):
     assert view["out_of_sample"]["num_trades"] == job["result"]["out_of_sample"]["num_trades"]
     assert view["trust"]["dsr"] == job["result"]["trust"]["deflated_sharpe"]["dsr"]
     assert view["trust"]["psr_oos"] == job["result"]["trust"]["psr_oos"]
+    brief = next(j for j in jobs.list_jobs(settings)["jobs"] if j["job_id"] == job["job_id"])
+    assert brief["verdict"] == {
+        "stage": job["result"]["lifecycle_stage"], "confidence": job["result"]["confidence"],
+        "configuration": job["result"]["configuration"],
+        "in_sample": {k: job["result"]["in_sample"][k] for k in ("sharpe_ratio", "num_trades")},
+        "out_of_sample": {k: job["result"]["out_of_sample"][k] for k in ("sharpe_ratio", "num_trades")}}
 
 
 def test_trials_short_of_min_trades_reach_optuna_as_failed_with_the_reason(settings):

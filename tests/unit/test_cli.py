@@ -24,7 +24,7 @@ def test_backtest_prints_a_table(csv_file, capsys):
     assert main(["backtest", "--strategy", "SMA_CROSS", "--params", '{"fast": 5, "slow": 20}',
                  "--csv", str(csv_file)]) == 0
     out = capsys.readouterr().out
-    assert "sharpe_ratio" in out and "400 bars" in out and "(1h, 8760 bars a year)" in out
+    assert "sharpe_ratio" in out and "400 bars" in out and "(1h, 8760 bars a year, measured)" in out
 
 
 def test_backtest_json_is_one_object_with_metrics_and_trades(csv_file):
@@ -86,3 +86,14 @@ def test_missing_file_in_a_subprocess_has_no_traceback(tmp_path):
                            str(tmp_path / "nope.csv")], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert "no such file" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_backtest_annualises_goog_daily_with_its_own_bars_a_year(tmp_path, capsys):
+    from backtesting.test import GOOG
+
+    path = tmp_path / "goog.csv"
+    GOOG.to_csv(path)
+    assert main(["backtest", "--strategy", "SMA_CROSS", "--params", '{"fast": 10, "slow": 40}',
+                 "--csv", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "2148 bars" in out and "(1d, 251.6 bars a year, measured)" in out
