@@ -38,7 +38,7 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """Return ``" (did you mean X?)"``-style hint text, or a list of the choices.
 
     >>> did_you_mean("SMA_CORSS", ["SMA_CROSS", "EMA_CROSS", "MACD"])
-    'did you mean SMA_CROSS?'
+    'did you mean SMA_CROSS or EMA_CROSS?'
     >>> did_you_mean("zzz", ["a", "b"])
     'known: a, b'
     """

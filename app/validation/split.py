@@ -31,8 +31,8 @@ def parse_validation(spec: dict | None, run_validation: bool = False) -> Validat
     """``{"method": "holdout", "test_fraction": 0.3}``; ``run_validation: true`` alone
     means holdout with the defaults.
 
-    >>> parse_validation(None, True)
-    ValidationPlan(method='holdout', test_fraction=0.3)
+    >>> parse_validation(None, True).to_dict()
+    {'method': 'holdout', 'test_fraction': 0.3}
     """
     if not spec:
         return ValidationPlan("holdout", DEFAULT_TEST_FRACTION) if run_validation else ValidationPlan("none")

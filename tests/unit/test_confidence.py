@@ -190,11 +190,3 @@ def test_missing_or_non_finite_metrics_count_as_zero():
     assert stage == "REJECTED"
     assert "in-sample Sharpe 0.00 is not positive" in reasons
     assert "out-of-sample Sharpe 0.00 is not positive" in reasons
-
-
-def test_the_docstring_examples_run():
-    import doctest
-
-    import app.validation.confidence as module
-
-    assert doctest.testmod(module).failed == 0

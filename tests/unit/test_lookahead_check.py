@@ -125,11 +125,3 @@ def test_default_cuts():
     assert max(np.diff(cuts[:64])) <= 16
     assert {299, 300, 301} <= set(default_cuts(1000, marks=(300,)))
     assert default_cuts(3) == (1, 2)
-
-
-def test_the_docstring_examples_run():
-    import doctest
-
-    import app.validation.lookahead as module
-
-    assert doctest.testmod(module).failed == 0

@@ -197,11 +197,3 @@ def test_a_trials_first_matrix_gives_the_same_result_as_a_bars_first_one():
     assert a.n_combinations == 12_870 and a.pbo == b.pbo
     np.testing.assert_array_equal(a.logits, b.logits)
     np.testing.assert_array_equal(a.is_performance, b.is_performance)
-
-
-def test_the_docstring_examples_run():
-    import doctest
-
-    import app.validation.pbo as module
-
-    assert doctest.testmod(module).failed == 0

@@ -251,11 +251,3 @@ def test_deflated_sharpe_rejects_non_finite_returns_and_negative_variance():
         deflated_sharpe_ratio([0.01, -0.02, 0.03], 5, -0.001)
     with pytest.raises(InputError):
         deflated_sharpe_ratio([0.01, -0.02, 0.03], 0, 0.001)
-
-
-def test_the_docstring_examples_run():
-    import doctest
-
-    import app.validation.sharpe_stats as module
-
-    assert doctest.testmod(module).failed == 0

@@ -166,11 +166,3 @@ def test_walk_forward_efficiency_needs_finite_records():
         walk_forward_efficiency([0.1], [np.inf], 365)
     with pytest.raises(InputError, match="bars_per_year"):
         walk_forward_efficiency([0.1], [0.1], 0)
-
-
-def test_the_docstring_examples_run():
-    import doctest
-
-    import app.validation.walk_forward as module
-
-    assert doctest.testmod(module).failed == 0
