@@ -8,7 +8,7 @@ from __future__ import annotations
 
 __all__ = ["create_app", "__version__"]
 
-__version__ = "0.1.0"
+from app._version import __version__
 
 
 def create_app(test_config: dict | None = None):

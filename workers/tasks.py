@@ -7,7 +7,7 @@ from celery import shared_task
 from celery.exceptions import Retry
 
 from app.errors import TradError
-from app.services import jobs, market_data, training
+from app.services import market_data, training
 from workers import pipeline
 
 log = logging.getLogger(__name__)
@@ -34,22 +34,13 @@ def _fail(job_id: str, exc: BaseException) -> None:
 def start_job(self, job_id: str) -> dict:
     """Load and fingerprint the candles, then send round 0 as a chord."""
     try:
-        chunks = training.start_job(_settings(), job_id, resume=_redelivered(self))
+        plan = training.start_job(_settings(), job_id, resume=_redelivered(self))
     except Exception as exc:
         _fail(job_id, exc)
         if isinstance(exc, TradError):
             return {"job_id": job_id, "failed": str(exc)}
         raise
-    if chunks and isinstance(chunks[0], training.ChildJob):
-        # A walk-forward: every fold is a job of its own, started in parallel.
-        for child in chunks:
-            pipeline.enqueue_start(child.job_id, child.priority)
-        training.mark_dispatched(_settings(), job_id, 0)
-        return {"job_id": job_id, "folds": len(chunks)}
-    if chunks:
-        job = jobs.get_job(_settings(), job_id)
-        pipeline.dispatch_round(job_id, 0, chunks, job["priority"])
-    return {"job_id": job_id, "chunks": len(chunks)}
+    return pipeline.send(plan)
 
 
 @shared_task(name="trad.run_trials")
@@ -69,29 +60,23 @@ def finish_round(self, results: list, job_id: str, round_no: int, expected: int,
     ``resume``: sent by the watchdog for a finish that was lost (as a redelivery is)."""
     try:
         asked = sum(r.get("ask_s", 0.0) for r in results or () if isinstance(r, dict))
-        outcome = training.finish_round(_settings(), job_id, round_no, expected,
-                                        resume=resume or _redelivered(self), asked_s=asked)
+        plan = training.finish_round(_settings(), job_id, round_no, expected,
+                                     resume=resume or _redelivered(self), asked_s=asked)
     except Exception as exc:
         _fail(job_id, exc)
         if isinstance(exc, TradError):
             return {"job_id": job_id, "failed": str(exc)}
         raise
-    if outcome.get("retry"):
+    if isinstance(plan, training.Wait):
         # A chunk was redelivered after its first run reported to the chord: its trials
         # are on their way. Wait for them rather than finish short.
         if self.request.retries >= self.max_retries:
             training.fail_job(_settings(), job_id,
-                              f"round {round_no}: only {outcome['stored']} of {expected} trials "
+                              f"round {round_no}: only {plan.stored} of {expected} trials "
                               "arrived; resubmit the job")
             return {"job_id": job_id, "failed": "missing trials"}
         raise self.retry(countdown=2)
-    if "next" in outcome:
-        job = jobs.get_job(_settings(), job_id)
-        pipeline.dispatch_round(job_id, outcome["round"], outcome["next"], job["priority"])
-        return {"job_id": job_id, "next_round": outcome["round"]}
-    if outcome.get("done") == "succeeded":
-        pipeline.enqueue_export(job_id)
-    return {"job_id": job_id, "status": outcome.get("done")}
+    return pipeline.send(plan)
 
 
 @shared_task(name="trad.export_study")

@@ -7,6 +7,7 @@ import logging
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from app.api.common import json_body, settings_of
 from app.config import Settings, load_settings
 from app.errors import InputError, TradError
 
@@ -15,24 +16,6 @@ __all__ = ["build_app", "settings_of", "json_body"]
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1 << 20
-
-
-def settings_of(app: Flask) -> Settings:
-    return app.extensions["trad.settings"]
-
-
-def json_body():
-    """The request's JSON object, or a 400 that says what is wrong with it."""
-    if not request.data:
-        raise InputError("the request has no body; send a JSON object",
-                         hint="Content-Type: application/json")
-    try:
-        body = request.get_json(force=True, silent=False)
-    except Exception:  # noqa: BLE001 - werkzeug raises several kinds for bad JSON
-        raise InputError("the body is not valid JSON", hint="check quotes and commas") from None
-    if not isinstance(body, dict):
-        raise InputError("the body must be a JSON object")
-    return body
 
 
 def _check_token(settings: Settings):

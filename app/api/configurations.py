@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, request
 
-from app.api import json_body, settings_of
+from app.api.common import json_body, settings_of
 from app.services import configurations as config_service
 
 bp = Blueprint("configurations", __name__)

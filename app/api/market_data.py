@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, request
 
-from app.api import settings_of
+from app.api.common import settings_of
 from app.services import market_data as svc
 
 bp = Blueprint("market_data", __name__)

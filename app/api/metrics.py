@@ -10,7 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import func, select
 
-from app.api import settings_of
+from app.api.common import settings_of
 
 bp = Blueprint("metrics", __name__)
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify
 
-from app import __version__
+from app._version import __version__
 from app.backtest.candles import TIMEFRAMES
 from app.optimize.objectives import OBJECTIVES
 from app.services.job_request import OPTIMIZERS

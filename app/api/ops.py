@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, jsonify
 from sqlalchemy import text
 
-from app.api import settings_of
+from app.api.common import settings_of
 
 bp = Blueprint("ops", __name__)
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, request, url_for
 
-from app.api import json_body, settings_of
+from app.api.common import json_body, settings_of
 from app.services import jobs as job_service
 
 bp = Blueprint("training", __name__)

@@ -166,3 +166,19 @@ def worker(pg_url, redis_url, plugin_dir):
     w = Worker(pg_url, extra_env={"PYTHONPATH": str(plugin_dir)}).wait_ready()
     yield w
     w.stop()
+
+
+@pytest.fixture
+def five_minute_settings(db_url, tmp_path):
+    """Settings over either database, with 1,500 BTC/USDT 5m random-walk candles stored (the
+    jobs of tests.steps.submit_sma)."""
+    from app.config import load_settings
+    from app.db import market_data as md
+    from app.db.session import session_scope
+    from tests.conftest import random_candles
+    from tests.steps import FIVE_MIN, START
+
+    with session_scope(db_url) as session:
+        md.upsert_candles(session, "binanceus", "BTC/USDT", "5m",
+                          random_candles(1500, seed=5, start_ms=START, step_ms=FIVE_MIN, vol=0.004))
+    return load_settings({"DATABASE_URL": db_url, "TRAD_HOME": str(tmp_path)})

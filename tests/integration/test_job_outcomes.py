@@ -13,6 +13,7 @@ from app.db.models import TrainedConfiguration
 from app.db.session import session_scope
 from app.services import configurations, jobs, training
 from tests.conftest import random_candles
+from tests.steps import run_job
 
 START = 1_700_000_000_000 // 300_000 * 300_000
 OLD_BODY = {"strategy": "LIQUIDITY_SWEEP", "symbol": "BTC/USDT", "exchange": "binanceus",
@@ -29,16 +30,7 @@ def settings(db_url, tmp_path):
 
 
 def run(settings, body) -> dict:
-    """Submit and run a job through every step, in this process."""
-    job_id = jobs.submit(settings, body, lambda job_id, priority: None)["job_id"]
-    chunks, round_no = training.start_job(settings, job_id), 0
-    while chunks:
-        for chunk in chunks:
-            training.run_chunk(settings, job_id, round_no, chunk)
-        outcome = training.finish_round(settings, job_id, round_no,
-                                        sum(len(c.numbers) for c in chunks))
-        chunks, round_no = outcome.get("next", []), outcome.get("round", round_no)
-    return jobs.get_job(settings, job_id)
+    return run_job(settings, body)
 
 
 def stored_configuration(settings, name) -> TrainedConfiguration:

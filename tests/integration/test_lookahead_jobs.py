@@ -10,8 +10,8 @@ import pytest
 from app.config import load_settings
 from app.db import market_data as md
 from app.db.session import session_scope
-from app.services import jobs, training
 from tests.conftest import random_candles
+from tests.steps import run_job
 
 START = 1_700_000_000_000 // 300_000 * 300_000
 STEP = 300_000
@@ -29,36 +29,9 @@ def settings(db_url, tmp_path, plugin_dir):
 
 
 def run(settings, **body) -> dict:
-    job_id = jobs.submit(settings, {"symbol": "BTC/USDT", "exchange": "binanceus", "timeframe": "5m",
-                                    "optimizer": "random", "start": START, "min_trades": 1,
-                                    "seed": 4, **body}, lambda job_id, priority: None)["job_id"]
-    try:
-        pending = [(c, 0) for c in training.start_job(settings, job_id)]
-    except training.JobFailed as exc:   # what the task does with it
-        training.fail_job(settings, job_id, str(exc))
-        return jobs.get_job(settings, job_id)
-    while pending:
-        chunks = pending
-        if isinstance(chunks[0][0], training.ChildJob):           # walk-forward folds
-            pending = []
-            for child, _ in chunks:
-                run_child(settings, child.job_id)
-            break
-        round_no = chunks[0][1]
-        for chunk, _ in chunks:
-            training.run_chunk(settings, job_id, round_no, chunk)
-        outcome = training.finish_round(settings, job_id, round_no, sum(len(c.numbers) for c, _ in chunks))
-        pending = [(c, outcome["round"]) for c in outcome.get("next", [])]
-    return jobs.get_job(settings, job_id)
-
-
-def run_child(settings, job_id):
-    chunks, round_no = training.start_job(settings, job_id), 0
-    while chunks:
-        for chunk in chunks:
-            training.run_chunk(settings, job_id, round_no, chunk)
-        outcome = training.finish_round(settings, job_id, round_no, sum(len(c.numbers) for c in chunks))
-        chunks, round_no = outcome.get("next", []), outcome.get("round", round_no)
+    return run_job(settings, {"symbol": "BTC/USDT", "exchange": "binanceus", "timeframe": "5m",
+                              "optimizer": "random", "start": START, "min_trades": 1, "seed": 4,
+                              **body})
 
 
 def at(bar: int) -> int:

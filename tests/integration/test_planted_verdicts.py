@@ -16,7 +16,7 @@ from app.data.synthetic import trending_candles
 from app.db import market_data as md
 from app.db.session import session_scope
 from app.services import jobs
-from tests.integration.test_training_jobs import wait_for
+from tests.steps import wait_for
 from workers import pipeline
 
 BARS = 70_000

@@ -10,37 +10,18 @@ from __future__ import annotations
 
 import pytest
 
-from app.config import load_settings
-from app.db import market_data as md
 from app.db.session import session_scope
 from app.services import configurations, jobs, training
-from tests.conftest import random_candles
-from tests.integration.test_training_jobs import START, STEP
+from tests.steps import chunks_of, drive, run_round, submit_sma
 
 
 @pytest.fixture
-def settings(db_url, tmp_path):
-    with session_scope(db_url) as session:
-        md.upsert_candles(session, "binanceus", "BTC/USDT", "5m",
-                          random_candles(1500, seed=5, start_ms=START, step_ms=STEP, vol=0.004))
-    return load_settings({"DATABASE_URL": db_url, "TRAD_HOME": str(tmp_path)})
+def settings(five_minute_settings):
+    return five_minute_settings
 
 
-def submit(settings, **changes) -> str:
-    body = {"strategy": "SMA_CROSS", "symbol": "BTC/USDT", "exchange": "binanceus",
-            "timeframe": "5m", "optimizer": "random", "lookback_days": 5, "n_iterations": 30,
-            "min_trades": 1, "seed": 7, **changes}
-    return jobs.submit(settings, body, lambda job_id, priority: None)["job_id"]
-
-
-def plan(chunks) -> list:
-    return [(c.numbers, c.params, c.system_attrs) for c in chunks]
-
-
-def run_round(settings, job_id, round_no, chunks) -> dict:
-    for chunk in chunks:
-        training.run_chunk(settings, job_id, round_no, chunk)
-    return training.finish_round(settings, job_id, round_no, sum(len(c.numbers) for c in chunks))
+def done(job_id, status):
+    return training.Done(job_id, status)
 
 
 GRID = {"n_iterations": 40, "search_space": {"fast": {"low": 5, "high": 45, "step": 10},
@@ -51,92 +32,93 @@ GRID = {"n_iterations": 40, "search_space": {"fast": {"low": 5, "high": 45, "ste
 @pytest.mark.parametrize("optimizer,extra", [("random", {}), ("grid", GRID),
                                              ("bayesian", {"batch_size": 8})])
 def test_a_redelivered_start_sends_round_0_again_until_it_went_out(settings, optimizer, extra):
-    job_id = submit(settings, optimizer=optimizer, **extra)
+    job_id = submit_sma(settings, optimizer=optimizer, **extra)
     first = training.start_job(settings, job_id)
-    assert first
+    assert isinstance(first, training.Round) and first.chunks and first.number == 0
     # A duplicate start (not a redelivery) does nothing; a redelivery plans the same chunks.
-    assert training.start_job(settings, job_id) == []
-    assert plan(training.start_job(settings, job_id, resume=True)) == plan(first)
+    assert training.start_job(settings, job_id) == done(job_id, "running")
+    again = training.start_job(settings, job_id, resume=True)
+    assert chunks_of(again) == chunks_of(first) and again.priority == first.priority == 5
     training.mark_dispatched(settings, job_id, 0)
-    assert training.start_job(settings, job_id, resume=True) == []
+    assert training.start_job(settings, job_id, resume=True) == done(job_id, "running")
     progress = jobs.list_progress(settings, job_id)["progress"]
     assert any("resuming after a lost worker: start" in p["message"] for p in progress)
 
 
 def test_a_redelivered_finish_round_sends_the_planned_round_again(settings):
-    job_id = submit(settings, optimizer="bayesian", batch_size=10)
+    job_id = submit_sma(settings, optimizer="bayesian", batch_size=10)
     round0 = training.start_job(settings, job_id)
     training.mark_dispatched(settings, job_id, 0)
-    outcome = run_round(settings, job_id, 0, round0)
-    assert outcome["round"] == 1
+    outcome = run_round(settings, round0)
+    assert outcome.number == 1
     # The worker died before sending round 1: the redelivered finish_round sends it.
-    assert training.finish_round(settings, job_id, 0, 10) == {"done": "running"}
+    assert training.finish_round(settings, job_id, 0, 10) == done(job_id, "running")
     again = training.finish_round(settings, job_id, 0, 10, resume=True)
-    assert again["round"] == 1 and plan(again["next"]) == plan(outcome["next"])
+    assert again.number == 1 and chunks_of(again) == chunks_of(outcome)
     training.mark_dispatched(settings, job_id, 1)
-    assert training.finish_round(settings, job_id, 0, 10, resume=True) == {"done": "running"}
+    assert training.finish_round(settings, job_id, 0, 10, resume=True) == done(job_id, "running")
 
 
 def test_a_redelivered_finish_round_finishes_a_job_whose_finish_was_lost(settings):
-    job_id = submit(settings)
-    chunks = training.start_job(settings, job_id)
-    for chunk in chunks:
+    job_id = submit_sma(settings)
+    for chunk in training.start_job(settings, job_id).chunks:
         training.run_chunk(settings, job_id, 0, chunk)
-    # What finish_round commits before _finish_job: the claim of the finish. The worker
+    # What finish_round commits before the job's finish: the claim of the finish. The worker
     # dies there; the redelivered message must finish the job, and only once.
     from app.db import training as repo
 
     with session_scope(settings.database_url) as session:
         job = repo.lock_job(session, job_id)
         job.round = 1
-    assert training.finish_round(settings, job_id, 0, 30) == {"done": "running"}
-    assert training.finish_round(settings, job_id, 0, 30, resume=True) == {"done": "succeeded"}
-    done = jobs.get_job(settings, job_id)
-    assert done["status"] == "succeeded" and done["trials_done"] == 30
-    assert training.finish_round(settings, job_id, 0, 30, resume=True) == {"done": "succeeded"}
+    assert training.finish_round(settings, job_id, 0, 30) == done(job_id, "running")
+    assert training.finish_round(settings, job_id, 0, 30, resume=True) == done(job_id, "succeeded")
+    finished = jobs.get_job(settings, job_id)
+    assert finished["status"] == "succeeded" and finished["trials_done"] == 30
+    assert training.finish_round(settings, job_id, 0, 30, resume=True) == done(job_id, "succeeded")
     configs = configurations.list_configurations(settings)["configurations"]
-    assert [c["name"] for c in configs] == [done["result"]["configuration"]]
+    assert [c["name"] for c in configs] == [finished["result"]["configuration"]]
 
 
 def test_a_step_that_keeps_losing_its_worker_fails_the_job(settings):
-    job_id = submit(settings)
+    job_id = submit_sma(settings)
     training.start_job(settings, job_id)
     for _ in range(training.MAX_RECOVERIES):
-        assert training.start_job(settings, job_id, resume=True)
+        assert training.start_job(settings, job_id, resume=True).chunks
     with pytest.raises(training.JobFailed, match="lost 3 times"):
         training.start_job(settings, job_id, resume=True)
 
 
 def test_a_redelivered_walk_forward_start_starts_the_folds_still_queued(settings):
-    job_id = submit(settings, n_iterations=40, validation={"method": "walk_forward", "folds": 2})
-    children = training.start_job(settings, job_id)
+    job_id = submit_sma(settings, n_iterations=40, validation={"method": "walk_forward", "folds": 2})
+    children = training.start_job(settings, job_id).folds
     assert len(children) == 2
-    assert training.start_job(settings, children[0].job_id)  # fold 0 started, fold 1 was lost
+    # fold 0 started, fold 1 was lost
+    assert isinstance(training.start_job(settings, children[0].job_id), training.Round)
     again = training.start_job(settings, job_id, resume=True)
-    assert [c.job_id for c in again] == [children[1].job_id]
+    assert [c.job_id for c in again.folds] == [children[1].job_id]
 
 
 def test_the_watchdog_sends_again_the_trials_of_a_lost_chunk(settings):
-    job_id = submit(settings)
-    chunks = training.start_job(settings, job_id)
+    job_id = submit_sma(settings)
+    chunks = list(training.start_job(settings, job_id).chunks)
     training.mark_dispatched(settings, job_id, 0)
     training.run_chunk(settings, job_id, 0, chunks[0])  # the other chunks' messages are lost
     assert training.repair_stalled_jobs(settings, stall_after_s=3600) == []
     [repair] = training.repair_stalled_jobs(settings, stall_after_s=0)
     assert (repair.job_id, repair.round, repair.expected, repair.finish) == (job_id, 0, 30, False)
     assert [n for c in repair.chunks for n in c.numbers] == list(range(len(chunks[0].numbers), 30))
-    assert plan(repair.chunks) == plan(chunks[1:])
+    assert chunks_of(repair) == [(c.numbers, c.params, c.system_attrs) for c in chunks[1:]]
     # Repaired just now: not stalled again until stall_after_s passes once more.
     assert training.repair_stalled_jobs(settings, stall_after_s=5) == []
     for chunk in repair.chunks:
         training.run_chunk(settings, job_id, 0, chunk)
-    assert training.finish_round(settings, job_id, 0, repair.expected) == {"done": "succeeded"}
+    assert training.finish_round(settings, job_id, 0, repair.expected) == done(job_id, "succeeded")
     assert jobs.get_job(settings, job_id)["trials_done"] == 30
 
 
 def test_the_watchdog_sends_again_a_lost_chord_callback_and_a_lost_finish(settings):
-    job_id = submit(settings)
-    for chunk in training.start_job(settings, job_id):
+    job_id = submit_sma(settings)
+    for chunk in training.start_job(settings, job_id).chunks:
         training.run_chunk(settings, job_id, 0, chunk)
     [repair] = training.repair_stalled_jobs(settings, stall_after_s=0)
     assert (list(repair.chunks), repair.expected, repair.finish) == ([], 30, False)
@@ -146,39 +128,28 @@ def test_the_watchdog_sends_again_a_lost_chord_callback_and_a_lost_finish(settin
         repo.lock_job(session, job_id).round = 1  # the finish was claimed, then lost
     [repair] = training.repair_stalled_jobs(settings, stall_after_s=0)
     assert (repair.round, repair.finish) == (0, True)
-    assert training.finish_round(settings, job_id, repair.round, 0, resume=True) == {"done": "succeeded"}
+    assert training.finish_round(settings, job_id, repair.round, 0, resume=True) == done(job_id, "succeeded")
     assert training.repair_stalled_jobs(settings, stall_after_s=0) == []
 
 
 def test_the_watchdog_starts_again_the_folds_of_a_stalled_walk_forward(settings):
-    job_id = submit(settings, n_iterations=40, validation={"method": "walk_forward", "folds": 2})
-    children = training.start_job(settings, job_id)
+    job_id = submit_sma(settings, n_iterations=40, validation={"method": "walk_forward", "folds": 2})
+    children = training.start_job(settings, job_id).folds
     training.mark_dispatched(settings, job_id, 0)
     [repair] = training.repair_stalled_jobs(settings, stall_after_s=0)  # both starts were lost
-    assert (repair.job_id, list(repair.folds)) == (job_id, children)
-
-
-def run_job_through(settings, job_id):
-    """start_job, every chunk, finish_round, round after round, as the tasks would."""
-    chunks = training.start_job(settings, job_id)
-    round_no = 0
-    while True:
-        outcome = run_round(settings, job_id, round_no, chunks)
-        if "next" not in outcome:
-            return outcome
-        chunks, round_no = outcome["next"], outcome["round"]
+    assert (repair.job_id, list(repair.folds)) == (job_id, list(children))
 
 
 def test_the_watchdog_finishes_a_walk_forward_whose_finish_was_lost(settings):
     from app.db import training as repo
 
-    job_id = submit(settings, n_iterations=40, validation={"method": "walk_forward", "folds": 2})
-    children = training.start_job(settings, job_id)
+    job_id = submit_sma(settings, n_iterations=40, validation={"method": "walk_forward", "folds": 2})
+    children = training.start_job(settings, job_id).folds
     training.mark_dispatched(settings, job_id, 0)
-    run_job_through(settings, children[0].job_id)
+    drive(settings, training.start_job(settings, children[0].job_id))
     with session_scope(settings.database_url) as session:
         repo.lock_job(session, job_id).round = 1  # the walk-forward's finish claimed, then lost
-    run_job_through(settings, children[1].job_id)
+    drive(settings, training.start_job(settings, children[1].job_id))
     assert jobs.get_job(settings, job_id)["status"] == "running"
     assert training.repair_stalled_jobs(settings, stall_after_s=0) == []  # finished in place
     done = jobs.get_job(settings, job_id)

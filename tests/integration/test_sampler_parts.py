@@ -12,9 +12,14 @@ from sqlalchemy import select
 from app.db.models import Trial
 from app.db.session import session_scope
 from app.services import jobs, training
-from tests.integration.test_resume import plan, run_job_through, settings, submit  # noqa: F401
+from tests.steps import chunks_of, drive, run_round, submit_sma
 
 BAYES = {"optimizer": "bayesian", "batch_size": 8, "n_iterations": 32}
+
+
+@pytest.fixture
+def settings(five_minute_settings):
+    return five_minute_settings
 
 
 def trial_params(settings, job_id) -> list[dict]:
@@ -24,8 +29,8 @@ def trial_params(settings, job_id) -> list[dict]:
 
 
 def test_a_round_goes_out_as_one_asking_chunk_per_part(settings):
-    job_id = submit(settings, **BAYES, sampler_parts=3)
-    chunks = training.start_job(settings, job_id)
+    job_id = submit_sma(settings, **BAYES, sampler_parts=3)
+    chunks = training.start_job(settings, job_id).chunks
     assert [c.numbers for c in chunks] == [[0, 1], [2, 3, 4], [5, 6, 7]]
     assert [c.ask for c in chunks] == [{"part": k, "first": 0, "batch": 8} for k in range(3)]
     assert all(c.params == [] for c in chunks)
@@ -34,10 +39,10 @@ def test_a_round_goes_out_as_one_asking_chunk_per_part(settings):
 
 
 def test_the_same_request_gives_the_same_trials_and_parts_change_them(settings):
-    jobs = [submit(settings, **BAYES, sampler_parts=parts) for parts in (2, 2, 1)]
-    for job_id in jobs:
-        assert run_job_through(settings, job_id) == {"done": "succeeded"}
-    two, again, one = (trial_params(settings, job_id) for job_id in jobs)
+    submitted = [submit_sma(settings, **BAYES, sampler_parts=parts) for parts in (2, 2, 1)]
+    for job_id in submitted:
+        assert drive(settings, training.start_job(settings, job_id)) == training.Done(job_id, "succeeded")
+    two, again, one = (trial_params(settings, job_id) for job_id in submitted)
     assert len(two) == 32 and two == again
     # Round 0 is TPE's random start-up either way, but each part draws with its own seed.
     assert two[:8] != one[:8]
@@ -45,14 +50,11 @@ def test_the_same_request_gives_the_same_trials_and_parts_change_them(settings):
 
 
 def test_a_part_asked_again_gives_the_same_trials_whatever_else_is_stored(settings):
-    job_id = submit(settings, **BAYES)
-    outcome = {"next": training.start_job(settings, job_id), "round": 0}
-    while outcome["round"] < 2:  # two rounds of history, so TPE is past its random start-up
-        round_no = outcome["round"]
-        for chunk in outcome["next"]:
-            training.run_chunk(settings, job_id, round_no, chunk)
-        outcome = training.finish_round(settings, job_id, round_no, 8)
-    first, second = outcome["next"]
+    job_id = submit_sma(settings, **BAYES)
+    plan = training.start_job(settings, job_id)
+    while plan.number < 2:  # two rounds of history, so TPE is past its random start-up
+        plan = run_round(settings, plan)
+    first, second = plan.chunks
     training.run_chunk(settings, job_id, 2, second)   # part 1 first: part 0 must not see it
     training.run_chunk(settings, job_id, 2, first)
     stored = trial_params(settings, job_id)
@@ -65,16 +67,16 @@ def test_a_part_asked_again_gives_the_same_trials_whatever_else_is_stored(settin
 
 
 def test_the_watchdog_sends_again_the_lost_part_whole(settings):
-    job_id = submit(settings, **BAYES)
-    chunks = training.start_job(settings, job_id)
+    job_id = submit_sma(settings, **BAYES)
+    chunks = training.start_job(settings, job_id).chunks
     training.mark_dispatched(settings, job_id, 0)
     training.run_chunk(settings, job_id, 0, chunks[0])  # part 1's message was lost
     [repair] = training.repair_stalled_jobs(settings, stall_after_s=0)
-    assert plan(repair.chunks) == plan(chunks[1:]) and repair.chunks[0].ask == chunks[1].ask
-    assert repair.expected == 8
+    assert chunks_of(repair) == [(c.numbers, c.params, c.system_attrs) for c in chunks[1:]]
+    assert repair.chunks[0].ask == chunks[1].ask and repair.expected == 8
     for chunk in repair.chunks:
         training.run_chunk(settings, job_id, 0, chunk)
-    assert training.finish_round(settings, job_id, 0, 8)["round"] == 1
+    assert training.finish_round(settings, job_id, 0, 8).number == 1
 
 
 def _job(settings, job_id):
@@ -92,21 +94,21 @@ def _request(settings, job_id):
 
 @pytest.mark.parametrize("optimizer", ["cmaes", "genetic"])
 def test_population_samplers_ask_their_round_whole(settings, optimizer):
-    job_id = submit(settings, optimizer=optimizer, batch_size=8, n_iterations=16)
-    chunks = training.start_job(settings, job_id)
+    job_id = submit_sma(settings, optimizer=optimizer, batch_size=8, n_iterations=16)
+    chunks = training.start_job(settings, job_id).chunks
     assert all(c.ask is None and len(c.params) == len(c.numbers) for c in chunks)
     assert jobs.get_job(settings, job_id)["request"]["sampler_parts"] is None
 
 
 def test_the_parts_asking_time_is_added_to_the_jobs_sampler_time(settings):
-    job_id = submit(settings, **BAYES)
-    chunks = training.start_job(settings, job_id)
+    job_id = submit_sma(settings, **BAYES)
+    chunks = training.start_job(settings, job_id).chunks
     before = jobs.get_job(settings, job_id)["result"]["sampler_s"]
     assert all(training.run_chunk(settings, job_id, 0, c)["ask_s"] > 0 for c in chunks)
     # What the chord's callback sums from its chunks' results (workers/tasks.py).
-    assert training.finish_round(settings, job_id, 0, 8, asked_s=2.5)["round"] == 1
+    assert training.finish_round(settings, job_id, 0, 8, asked_s=2.5).number == 1
     after = jobs.get_job(settings, job_id)["result"]["sampler_s"]
     assert 2.5 <= after - before < 2.6
     # A duplicate of that finish (the chord's callback sent twice) adds nothing.
-    assert training.finish_round(settings, job_id, 0, 8, asked_s=2.5) == {"done": "running"}
+    assert training.finish_round(settings, job_id, 0, 8, asked_s=2.5) == training.Done(job_id, "running")
     assert jobs.get_job(settings, job_id)["result"]["sampler_s"] == after

@@ -12,10 +12,10 @@ from app.db.models import TrainedConfiguration, Trial
 from app.db.session import session_scope
 from app.services import jobs
 from tests.conftest import random_candles
+from tests.steps import FIVE_MIN as STEP
+from tests.steps import START, wait_for
 from workers import pipeline
 
-STEP = 300_000
-START = 1_700_000_100_000 // STEP * STEP
 
 
 @pytest.fixture
@@ -26,16 +26,6 @@ def settings(pg_db, worker, tmp_path):
         md.upsert_candles(session, "binanceus", "BTC/USDT", "5m",
                           random_candles(3000, seed=11, start_ms=START, step_ms=STEP, vol=0.004))
     return s
-
-
-def wait_for(settings, job_id, timeout=120.0, until=("succeeded", "failed", "cancelled")):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = jobs.get_job(settings, job_id)
-        if job["status"] in until:
-            return job
-        time.sleep(0.2)
-    raise AssertionError(f"job {job_id} still {job['status']} after {timeout} s")
 
 
 def body(**changes):
@@ -81,25 +71,47 @@ def test_the_same_request_gives_the_same_result(settings):
     assert first["result"]["in_sample"] == second["result"]["in_sample"]
 
 
-def test_a_failing_strategy_ends_the_job_failed_with_its_message(settings):
-    # slow=3 with fast=2 is valid for SMA_CROSS, so break it at run time instead: a
-    # search over a series too short for holdout fails in start_job with a clear message.
+def test_a_series_too_short_to_hold_out_fails_the_job_saying_so(settings):
+    # Found in start_job (the range is only known against the stored candles).
     job = jobs.submit(settings, body(lookback_days=0.1, run_validation=True), pipeline.enqueue_start)
     done = wait_for(settings, job["job_id"])
     assert done["status"] == "failed"
     assert "too few to hold out" in done["error"]
 
 
+def _workers_idle(timeout: float = 60.0) -> None:
+    """Until the trials queue is empty and no worker runs a task: every chunk sent is done."""
+    import redis
+
+    from workers.celery_app import TRIALS_QUEUE, celery_app
+
+    settings = celery_app.conf.trad_settings
+    client = redis.Redis.from_url(settings.broker_url)
+    keys = [f"{settings.redis_prefix}{TRIALS_QUEUE}"] + [
+        f"{settings.redis_prefix}{TRIALS_QUEUE}:{p}" for p in range(1, 10)]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        active = celery_app.control.inspect(timeout=0.5).active() or {}
+        if not sum(client.llen(k) for k in keys) and not any(active.values()):
+            return
+        time.sleep(0.1)
+    raise AssertionError("the workers were still busy")
+
+
 def test_cancel_stops_a_running_job(settings):
     job = jobs.submit(settings, body(n_iterations=20000, optimizer="random"), pipeline.enqueue_start)
     wait_for(settings, job["job_id"], until=("running", "succeeded"))
-    jobs.cancel(settings, job["job_id"])
-    time.sleep(2.0)
-    done = jobs.get_job(settings, job["job_id"])
-    assert done["status"] == "cancelled"
+    cancelled = jobs.cancel(settings, job["job_id"])
+    assert cancelled["status"] == "cancelled"
+    # The chunks already sent see the flag and skip their work; once every one has been
+    # taken, fewer than the 20,000 trials are stored and the finish never ran.
+    _workers_idle()
     with session_scope(settings.database_url) as s:
         stored = s.scalar(select(func.count()).select_from(Trial).where(Trial.job_id == job["job_id"]))
-    assert stored < 20000
+        finished = s.scalar(select(func.count()).select_from(TrainedConfiguration)
+                            .where(TrainedConfiguration.job_id == job["job_id"]))
+    assert stored < 20000 and finished == 0
+    assert jobs.get_job(settings, job["job_id"])["status"] == "cancelled"
 
 
 def test_the_watchdog_fails_a_job_past_its_deadline(settings):

@@ -14,7 +14,8 @@ from app.db.session import session_scope
 from app.services import configurations, jobs
 from tests.conftest import random_candles
 from tests.processes import Beat, Worker
-from tests.integration.test_training_jobs import START, STEP, wait_for
+from tests.steps import FIVE_MIN as STEP
+from tests.steps import START, wait_for
 from workers import pipeline
 
 

@@ -1,7 +1,7 @@
 """How a round is cut into chunks: full-size chunks, then shrinking ones at the end."""
 import pytest
 
-from app.services.training.plan import _chunk_bounds
+from app.optimize.chunks import chunk_bounds as _chunk_bounds
 
 
 @pytest.mark.parametrize("n,size", [(100_000, 1520), (400, 1667), (40, 5), (10, 1), (1, 7), (9, 4)])

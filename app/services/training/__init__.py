@@ -18,9 +18,14 @@ from app.services.training.context import (
     MAX_RECOVERIES,
     ChildJob,
     Chunk,
+    Done,
+    Folds,
     JobFailed,
+    Round,
+    Wait,
     fail_job,
     request_of,
+    round_of,
 )
 from app.services.training.export import export_study
 from app.services.training.finish import finish_round
@@ -37,7 +42,11 @@ __all__ = [
     "MAX_RECOVERIES",
     "ChildJob",
     "Chunk",
+    "Done",
+    "Folds",
     "JobFailed",
+    "Round",
+    "Wait",
     "Repair",
     "asked_part",
     "expire_overdue_jobs",
@@ -47,6 +56,7 @@ __all__ = [
     "mark_dispatched",
     "repair_stalled_jobs",
     "request_of",
+    "round_of",
     "run_chunk",
     "start_job",
 ]

@@ -64,6 +64,55 @@ class ChildJob:
     priority: int
 
 
+# What a step of a job asks the pipeline to do next (start_job, finish_round return one).
+
+
+@dataclass(frozen=True)
+class Round:
+    """Send ``chunks`` as round ``number`` (a chord whose callback expects ``expected``
+    trials: more than the chunks hold when they are only a round's missing part)."""
+
+    job_id: str
+    number: int
+    chunks: tuple[Chunk, ...]
+    priority: int
+    expected: int
+
+
+@dataclass(frozen=True)
+class Folds:
+    """Start each fold of a walk-forward as a job of its own."""
+
+    job_id: str
+    folds: tuple[ChildJob, ...]
+    priority: int
+
+
+@dataclass(frozen=True)
+class Done:
+    """Nothing to send: the job is ``status`` (succeeded, failed, cancelled, or running
+    elsewhere: a duplicate message found the work done)."""
+
+    job_id: str
+    status: str
+
+
+@dataclass(frozen=True)
+class Wait:
+    """The round's trials are not all stored yet (a redelivered chunk is on its way):
+    call finish_round again in a moment."""
+
+    job_id: str
+    stored: int
+    expected: int
+
+
+def round_of(job_id: str, number: int, chunks, priority: int, expected: int | None = None) -> Round:
+    chunks = tuple(chunks)
+    return Round(job_id, number, chunks, priority,
+                 sum(len(c.numbers) for c in chunks) if expected is None else expected)
+
+
 def request_of(job: TrainingJob) -> TrainingRequest:
     data = dict(job.request)
     return TrainingRequest(**data)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,7 +21,10 @@ from app.db.models import (
 from app.db.session import session_scope
 from app.optimize.rounds import SEQUENTIAL_OPTIMIZERS
 from app.services.training.context import (
+    Done,
     JobFailed,
+    Round,
+    Wait,
     backtest_config,
     config_name,
     count_recovery,
@@ -30,8 +32,9 @@ from app.services.training.context import (
     mark_succeeded,
     params_key,
     request_of,
+    round_of,
 )
-from app.services.training.plan import plan_round, planned_chunks
+from app.services.training.plan import draft_round, planned_chunks
 from app.services.training.walk_forward import finish_fold
 from app.strategies.cache import IndicatorCache
 from app.strategies.registry import get_strategy
@@ -46,10 +49,14 @@ log = logging.getLogger(__name__)
 
 
 def finish_round(settings: Settings, job_id: str, round_no: int, expected: int,
-                 resume: bool = False, asked_s: float = 0.0) -> dict:
+                 resume: bool = False, asked_s: float = 0.0) -> Round | Wait | Done:
     """After a round's chunks: check every trial is stored, then plan the next round or
-    finish the job. Returns ``{"next": [chunks...]}``, ``{"retry": True}`` (trials still
-    missing: a redelivered chunk is on its way), or ``{"done": status}``.
+    finish the job. Returns the next round to send, ``Wait`` (trials still missing: a
+    redelivered chunk is on its way), or ``Done`` with the job's status.
+
+    The next round is asked outside any lock or session (a TPE batch costs 10-40 ms a
+    trial) and committed with a compare-and-set on the job's round: a duplicate callback
+    asks in vain and sends nothing.
 
     ``resume``: a redelivery of a finish_round whose worker died after it moved the job on
     (committed round + 1) but before it sent the next round or finished the job: it does
@@ -60,51 +67,52 @@ def finish_round(settings: Settings, job_id: str, round_no: int, expected: int,
     with session_scope(settings.database_url) as session:
         job = repo.lock_job(session, job_id)
         if job is None or job.status != "running":
-            return {"done": job.status if job else "missing"}
+            return Done(job_id, job.status if job else "missing")
+        request = request_of(job)
         if job.round != round_no:
             if not (resume and job.round == round_no + 1):
-                return {"done": job.status}
+                return Done(job_id, job.status)
             if job.dispatched_round is not None and job.dispatched_round >= job.round:
-                return {"done": job.status}  # the next round went out before the worker died
-            chunks = planned_chunks(job, request_of(job))
+                return Done(job_id, job.status)  # the next round went out before the worker died
+            chunks = planned_chunks(job.round_plan, job.round, request, job.n_trials, job.seed)
             count_recovery(session, job, "resuming after a lost worker: "
-                            + (f"round {job.round}" if chunks else "finish"))
+                           + (f"round {job.round}" if chunks else "finish"))
             if chunks:
-                return {"next": chunks, "round": job.round}
+                return round_of(job_id, job.round, chunks, job.priority)
+            next_round = None
         else:
-            outcome = _finish_round_locked(settings, session, job, round_no, expected, asked_s)
-            if outcome is not None:
-                return outcome
-    return {"done": finish_job(settings, job_id)}
-
-
-def _finish_round_locked(settings: Settings, session, job: TrainingJob, round_no: int,
-                         expected: int, asked_s: float = 0.0) -> dict | None:
-    """finish_round with the job locked; None when the job is to be finished."""
-    job_id = job.id
-    stored = repo.round_trials(session, job_id, round_no)
-    if stored < expected:
-        return {"retry": True, "stored": stored, "expected": expected}
-    request = request_of(job)
-    if asked_s:
-        _add_sampler_time(job, asked_s)
-    if job.optimizer in SEQUENTIAL_OPTIMIZERS and job.trials_done < job.n_trials:
-        # Asked in parts, the round's history is read by the parts, not here.
-        history = job_history(session, job_id) if request.parts == 1 else []
-        first = len(history) if request.parts == 1 else job.trials_done
-        est = (job.result or {}).get("est_trial_ms", 1.0) / 1e3
-        t0 = time.perf_counter()
-        chunks, state = plan_round(settings, job, request, round_no + 1, first, history, est)
-        job.round = round_no + 1
-        job.sampler_state = state
-        _add_sampler_time(job, time.perf_counter() - t0)  # history load excluded
-        job.updated_at = repo.utcnow()
-        repo.add_progress(session, job, "running", f"round {round_no + 1}: {len(chunks)} chunks")
-        return {"next": chunks, "round": round_no + 1}
-    job.round = round_no + 1  # claims the finish: a duplicate finish_round now stops above
-    job.updated_at = repo.utcnow()
-    repo.add_progress(session, job, "finishing", "validating the best trial")
-    return None
+            stored = repo.round_trials(session, job_id, round_no)
+            if stored < expected:
+                return Wait(job_id, stored, expected)
+            if asked_s:
+                _add_sampler_time(job, asked_s)
+            next_round = job.optimizer in SEQUENTIAL_OPTIMIZERS and job.trials_done < job.n_trials
+            if next_round:
+                # Asked in parts, the round's history is read by the parts, not here.
+                history = job_history(session, job_id) if request.parts == 1 else []
+                first = len(history) if request.parts == 1 else job.trials_done
+                state = dict(job.sampler_state or {})
+                est = (job.result or {}).get("est_trial_ms", 1.0) / 1e3
+                n_trials, seed, priority = job.n_trials, job.seed, job.priority
+            else:
+                job.round = round_no + 1  # claims the finish: a duplicate now stops above
+                job.updated_at = repo.utcnow()
+                repo.add_progress(session, job, "finishing", "validating the best trial")
+    if next_round:
+        draft = draft_round(request, n_trials, seed, state, round_no + 1, first, history, est)
+        with session_scope(settings.database_url) as session:
+            job = repo.lock_job(session, job_id)
+            if job.status != "running" or job.round != round_no:   # the compare-and-set
+                return Done(job_id, job.status)
+            job.round = round_no + 1
+            job.round_plan = draft.round_plan
+            job.sampler_state = draft.sampler_state
+            _add_sampler_time(job, draft.sampler_s)
+            job.updated_at = repo.utcnow()
+            repo.add_progress(session, job, "running",
+                              f"round {round_no + 1}: {len(draft.chunks)} chunks")
+        return round_of(job_id, round_no + 1, draft.chunks, priority)
+    return Done(job_id, finish_job(settings, job_id))
 
 
 def _add_sampler_time(job: TrainingJob, seconds: float) -> None:

@@ -1,48 +1,30 @@
-"""A round's parameter sets and how they split into chunks (runs where the round is planned:
-start_job, finish_round)."""
+"""A round's parameter sets and how they split into chunks, drafted outside any lock or
+session (start_job and finish_round then commit the draft with a compare-and-set on the
+job's round), and the planned round rebuilt from what was committed (a resume, a repair)."""
 from __future__ import annotations
 
-import math
 import time
+from dataclasses import dataclass
 
-from app.config import Settings
-from app.db.models import TrainingJob
+from app.optimize.chunks import chunk_bounds, chunk_size
 from app.optimize.rounds import SEQUENTIAL_OPTIMIZERS, PastTrial, ask_round, part_bounds
 from app.services.job_request import TrainingRequest
 from app.services.training.context import Chunk
 from app.strategies.runner import score_params
 
-# A chunk should carry at least this much work (a Celery task costs ~3 ms however small)
-# and at most this much (so progress moves and a lost worker loses little).
-CHUNK_MIN_S = 0.05
+__all__ = ["RoundDraft", "draft_round", "per_trial_seconds", "planned_chunks"]
 
 
-CHUNK_TARGET_S = 1.0
+@dataclass(frozen=True)
+class RoundDraft:
+    """A round as planned: its chunks, the sampler's state after asking it, and the
+    ``round_plan`` to store so the very same chunks can be sent again after a lost worker;
+    ``sampler_s``: what asking took."""
 
-
-MIN_CHUNKS = 8
-
-
-MAX_CHUNK = 5_000
-
-
-def _chunk_size(n: int, per_trial_s: float) -> int:
-    by_time = max(1, int(CHUNK_TARGET_S / max(per_trial_s, 1e-7)))
-    floor = max(1, int(math.ceil(CHUNK_MIN_S / max(per_trial_s, 1e-7))))
-    size = max(floor, min(by_time, int(math.ceil(n / MIN_CHUNKS))))
-    return max(1, min(size, MAX_CHUNK))
-
-
-def _chunk_bounds(n: int, size: int) -> list[tuple[int, int]]:
-    """Chunks of ``size``, shrinking to a quarter of it over the last few (guided
-    scheduling): the round's last chunks are short, so no worker waits long on one that
-    is still running at the end."""
-    bounds, start, smallest = [], 0, max(1, size // 4)
-    while start < n:
-        step = min(size, max(smallest, -(-(n - start) // 4)))
-        bounds.append((start, min(n, start + step)))
-        start += step
-    return bounds
+    chunks: list[Chunk]
+    sampler_state: dict | None
+    round_plan: dict
+    sampler_s: float
 
 
 def _ask_chunks(plan: dict) -> list[Chunk]:
@@ -54,7 +36,7 @@ def _ask_chunks(plan: dict) -> list[Chunk]:
 
 
 def _split(numbers: list[int], params: list[dict], attrs: list[dict], size: int) -> list[Chunk]:
-    return [Chunk(numbers[a:b], params[a:b], attrs[a:b]) for a, b in _chunk_bounds(len(numbers), size)]
+    return [Chunk(numbers[a:b], params[a:b], attrs[a:b]) for a, b in chunk_bounds(len(numbers), size)]
 
 
 def per_trial_seconds(strategy, candles, cache, config, space) -> float:
@@ -68,45 +50,46 @@ def per_trial_seconds(strategy, candles, cache, config, space) -> float:
     return (time.perf_counter() - t0) / 3
 
 
-def plan_round(settings: Settings, job: TrainingJob, request: TrainingRequest, round_no: int,
-                first_number: int, history: list[PastTrial], per_trial_s: float
-                ) -> tuple[list[Chunk], dict | None]:
+def draft_round(request: TrainingRequest, n_trials: int, seed: int, sampler_state: dict | None,
+                round_no: int, first_number: int, history: list[PastTrial],
+                per_trial_s: float) -> RoundDraft:
+    """Round ``round_no`` of a job of ``n_trials``, its first trial numbered
+    ``first_number``: every grid point or random draw (one round), a round asked in parts
+    (each chunk asks its own), or a sequential sampler's batch asked here from ``history``."""
+    t0 = time.perf_counter()
     space = request.space()
-    remaining = job.n_trials - first_number
+    remaining = n_trials - first_number
     if request.optimizer == "grid":
-        params = space.grid()
-        attrs = [{}] * len(params)
-        state = None
+        params, attrs, state = space.grid(), None, None
     elif request.optimizer == "random":
-        params = space.sample(job.n_trials, job.seed)
-        attrs = [{}] * len(params)
-        state = None
+        params, attrs, state = space.sample(n_trials, seed), None, None
     elif request.parts > 1:
         # Asked in parts by the workers (see app.optimize.rounds); one chunk per part.
-        job.round_plan = {"round": round_no, "first": first_number,
-                          "batch": min(request.rounds_batch, remaining), "parts": request.parts}
-        return _ask_chunks(job.round_plan), None
+        plan = {"round": round_no, "first": first_number,
+                "batch": min(request.rounds_batch, remaining), "parts": request.parts}
+        return RoundDraft(_ask_chunks(plan), None, plan, 0.0)
     else:
-        batch = min(request.rounds_batch, remaining)
-        asked, state = ask_round(space, request.optimizer, job.seed, round_no, batch, history,
-                                 job.sampler_state or {})
-        params = [a.params for a in asked]
-        attrs = [a.system_attrs for a in asked]
+        asked, state = ask_round(space, request.optimizer, seed, round_no,
+                                 min(request.rounds_batch, remaining), history, sampler_state or {})
+        params, attrs = [a.params for a in asked], [a.system_attrs for a in asked]
+    attrs = attrs if attrs is not None else [{}] * len(params)
     numbers = list(range(first_number, first_number + len(params)))
-    size = _chunk_size(len(numbers), per_trial_s)
+    size = chunk_size(len(numbers), per_trial_s)
     # Enough to send this round again, the same trials in the same chunks, if the worker
-    # dies between this commit and the chord (see planned_chunks). Grid and random params are
+    # dies between the commit and the chord (see planned_chunks). Grid and random params are
     # derived again from the seed; a sequential round's asked params are kept (a batch).
-    job.round_plan = {"round": round_no, "size": size}
+    plan = {"round": round_no, "size": size}
     if request.optimizer in SEQUENTIAL_OPTIMIZERS:
-        job.round_plan |= {"first": first_number, "params": params, "attrs": attrs}
-    return _split(numbers, params, attrs, size), state
+        plan |= {"first": first_number, "params": params, "attrs": attrs}
+    return RoundDraft(_split(numbers, params, attrs, size), state, plan,
+                      time.perf_counter() - t0)
 
 
-def planned_chunks(job: TrainingJob, request: TrainingRequest) -> list[Chunk]:
-    """The chunks of the job's current round as planned, or [] if it has none (finishing)."""
-    plan = job.round_plan or {}
-    if plan.get("round") != job.round:
+def planned_chunks(round_plan: dict | None, current_round: int, request: TrainingRequest,
+                   n_trials: int, seed: int) -> list[Chunk]:
+    """The chunks of the job's current round as committed, or [] if it has none (finishing)."""
+    plan = round_plan or {}
+    if plan.get("round") != current_round:
         return []
     if "parts" in plan:
         return _ask_chunks(plan)
@@ -114,6 +97,6 @@ def planned_chunks(job: TrainingJob, request: TrainingRequest) -> list[Chunk]:
         first, params, attrs = plan["first"], plan["params"], plan["attrs"]
     else:
         space = request.space()
-        params = space.grid() if job.optimizer == "grid" else space.sample(job.n_trials, job.seed)
+        params = space.grid() if request.optimizer == "grid" else space.sample(n_trials, seed)
         first, attrs = 0, [{}] * len(params)
     return _split(list(range(first, first + len(params))), params, attrs, plan["size"])

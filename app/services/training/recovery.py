@@ -102,7 +102,7 @@ def _repair(settings: Settings, job_id: str, cutoff) -> Repair | None:
             job.round = 0  # release the lost claim
             finish_folds = True
         else:
-            chunks = planned_chunks(job, request)
+            chunks = planned_chunks(job.round_plan, job.round, request, job.n_trials, job.seed)
             if not chunks:
                 count_recovery(session, job, "stalled: the finish runs again")
                 return Repair(job_id, job.round - 1, job.priority, finish=True)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import time
 
 from sqlalchemy import update
 
@@ -16,16 +15,20 @@ from app.services.job_request import TrainingRequest
 from app.services.training.candle_cache import candles_cache
 from app.services.training.context import (
     ChildJob,
+    Done,
+    Folds,
     JobFailed,
+    Round,
     backtest_config,
     count_recovery,
     default_params,
     fold_jobs,
     is_walk_forward,
     request_of,
+    round_of,
     series_data,
 )
-from app.services.training.plan import per_trial_seconds, plan_round, planned_chunks
+from app.services.training.plan import draft_round, per_trial_seconds, planned_chunks
 from app.services.training.walk_forward import start_walk_forward
 from app.strategies.cache import IndicatorCache
 from app.strategies.registry import get_strategy
@@ -59,9 +62,25 @@ def mark_dispatched(settings: Settings, job_id: str, round_no: int) -> None:
             .values(dispatched_round=round_no))
 
 
-def start_job(settings: Settings, job_id: str, resume: bool = False) -> list:
-    """Load and fingerprint the candles, mark the job running, plan round 0. Returns the
-    round's chunks, or, for a walk-forward, the fold jobs to start (``ChildJob``s).
+def _resumed(session, job: TrainingJob) -> Round | Folds:
+    """A redelivered start of a job whose round 0 never went out: the same round again."""
+    count_recovery(session, job, "resuming after a lost worker: start")
+    request = request_of(job)
+    if is_walk_forward(job, request):
+        return Folds(job.id, tuple(ChildJob(c.id, c.priority) for c in fold_jobs(session, job.id)
+                                   if c.status == "queued"), job.priority)
+    return round_of(job.id, 0, planned_chunks(job.round_plan, job.round, request, job.n_trials,
+                                              job.seed), job.priority)
+
+
+def start_job(settings: Settings, job_id: str, resume: bool = False) -> Round | Folds | Done:
+    """Load and fingerprint the candles, check the strategy for lookahead, draft round 0,
+    then mark the job running with it. Returns the round to send, the folds to start (a
+    walk-forward), or ``Done`` (nothing to send: the job was started, or ended, already).
+
+    No lock or session is held while the candles are checked and round 0 is drafted (a
+    grid can be a million points): the job is claimed at the end with a compare-and-set on
+    its status, so a duplicate start drafts in vain and sends nothing.
 
     ``resume``: this is a redelivery (the worker that ran it died). A running job whose
     round 0 never went out gets its planned chunks (or its folds still queued) again;
@@ -72,18 +91,16 @@ def start_job(settings: Settings, job_id: str, resume: bool = False) -> list:
             raise JobFailed(f"no training job {job_id}")
         if job.status != "queued":
             if resume and job.status == "running" and job.dispatched_round is None:
-                count_recovery(session, job, "resuming after a lost worker: start")
-                request = request_of(job)
-                if is_walk_forward(job, request):
-                    return [ChildJob(c.id, c.priority) for c in fold_jobs(session, job_id)
-                            if c.status == "queued"]
-                return planned_chunks(job, request)
+                return _resumed(session, job)
             log.info("start skipped job_id=%s status=%s", job_id, job.status)
-            return []
+            return Done(job_id, job.status)
         request = request_of(job)
+        n_trials, seed, priority = job.n_trials, job.seed, job.priority
+    with session_scope(settings.database_url) as session:
         start, end = data_range(session, request)
-        candles = load_candles(session, job.exchange, job.symbol, job.timeframe, start, end)
-        data = series_data(session, job.exchange, job.symbol, job.timeframe, candles,
+        candles = load_candles(session, request.exchange, request.symbol, request.timeframe,
+                               start, end)
+        data = series_data(session, request.exchange, request.symbol, request.timeframe, candles,
                            request.bars_per_year)
     plan = parse_validation(request.validation, request.run_validation)
     if plan.method == "walk_forward":
@@ -103,10 +120,11 @@ def start_job(settings: Settings, job_id: str, resume: bool = False) -> list:
     per_trial = per_trial_seconds(strategy, train, cache,
                                   backtest_config(request, data["bars_per_year"]), request.space())
     candles_cache[train.fingerprint] = (train, cache)
+    draft = draft_round(request, n_trials, seed, None, 0, 0, [], per_trial)
     with session_scope(settings.database_url) as session:
         job = repo.lock_job(session, job_id)
-        if job.status != "queued":
-            return []
+        if job.status != "queued":           # the compare-and-set: started meanwhile
+            return Done(job_id, job.status)
         now = repo.utcnow()
         job.status = "running"
         job.started_at = now
@@ -114,14 +132,14 @@ def start_job(settings: Settings, job_id: str, resume: bool = False) -> list:
         job.data_start, job.data_end = int(candles.ts[0]), int(candles.ts[-1]) + timeframe_ms(job.timeframe)
         job.data_fingerprint = train.fingerprint
         job.bars_per_year = data["bars_per_year"]
+        job.round_plan = draft.round_plan
+        job.sampler_state = draft.sampler_state
         job.result = {"bars": len(candles), "train_bars": len(train), "data": data,
-                      "est_trial_ms": round(per_trial * 1e3, 4)}
-        t0 = time.perf_counter()
-        chunks, state = plan_round(settings, job, request, 0, 0, [], per_trial)
-        job.sampler_state = state
-        job.result = {**job.result, "sampler_s": round(time.perf_counter() - t0, 6)}
+                      "est_trial_ms": round(per_trial * 1e3, 4),
+                      "sampler_s": round(draft.sampler_s, 6)}
         repo.add_progress(session, job, "running",
-                          f"{len(train)} bars, {job.n_trials} trials, round 0: {len(chunks)} chunks")
+                          f"{len(train)} bars, {job.n_trials} trials, round 0: "
+                          f"{len(draft.chunks)} chunks")
     log.info("job started job_id=%s bars=%d bars_per_year=%g trials=%d chunks=%d est_trial_ms=%.3f",
-             job_id, len(candles), data["bars_per_year"], job.n_trials, len(chunks), per_trial * 1e3)
-    return chunks
+             job_id, len(candles), data["bars_per_year"], n_trials, len(draft.chunks), per_trial * 1e3)
+    return round_of(job_id, 0, draft.chunks, priority)

@@ -18,6 +18,8 @@ from app.services.job_request import TrainingRequest
 from app.services.jobs import new_job_id, planned_trials
 from app.services.training.context import (
     ChildJob,
+    Done,
+    Folds,
     JobFailed,
     backtest_config,
     config_name,
@@ -46,7 +48,7 @@ def _fold_marks(folds) -> tuple[int, ...]:
 
 
 def start_walk_forward(settings: Settings, job_id: str, request: TrainingRequest, plan,
-                       candles: Candles, data: dict) -> list[ChildJob]:
+                       candles: Candles, data: dict) -> Folds | Done:
     """Plan the folds over the job's bars and create one child job per fold, each
     optimizing on its training window; the folds run in parallel, annualised alike (the
     bars a year measured on the whole series)."""
@@ -63,7 +65,7 @@ def start_walk_forward(settings: Settings, job_id: str, request: TrainingRequest
     with session_scope(settings.database_url) as session:
         parent = repo.lock_job(session, job_id)
         if parent.status != "queued":
-            return []
+            return Done(job_id, parent.status)
         now = repo.utcnow()
         per_fold = planned_trials(request) // len(folds)
         for i, fold in enumerate(folds):
@@ -98,7 +100,7 @@ def start_walk_forward(settings: Settings, job_id: str, request: TrainingRequest
                           f"walk-forward: {len(folds)} folds of {folds[0].train_bars} training and "
                           f"{folds[0].test_bars} test bars")
     log.info("walk-forward started job_id=%s folds=%d", job_id, len(folds))
-    return children
+    return Folds(job_id, tuple(children), children[0].priority)
 
 
 def finish_fold(settings: Settings, job: TrainingJob, request: TrainingRequest, winner,
