@@ -97,8 +97,11 @@ def print_result(job: dict, out=None) -> None:
     if trust.get("deflated_sharpe"):
         pbo = trust.get("pbo")
         lines.append(f"selection bias      deflated Sharpe {trust['deflated_sharpe']['dsr']:.3f} "
-                     f"(best of {trust['n_trials']} trials, "
-                     f"{trust.get('effective_trials', trust['n_trials']):.1f} effectively independent)"
+                     f"(best of {trust['n_trials']} distinct trials"
+                     + (f" in {trust['runs']} runs" if trust.get("runs", trust["n_trials"])
+                        != trust["n_trials"] else "")
+                     + f", {trust.get('effective_trials', trust['n_trials']):.1f} effectively "
+                       "independent)"
                      + (f"  PBO {pbo['pbo']:.2f} (over {trust['pbo_trials']} trials spanning the search)"
                         if pbo else ""))
     if trust.get("psr_oos") is not None:

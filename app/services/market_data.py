@@ -136,7 +136,10 @@ def import_file(settings: Settings, path: str, exchange: str, symbol: str, timef
     calendar = check_calendar_name(calendar) if calendar is not None else None
     bars_per_year = _check_bars_per_year(bars_per_year)
     require_schema(settings.database_url)
-    candles = read_for_import(path, timeframe)
+    from app.validation.calendars import calendar_for
+
+    candles = read_for_import(path, timeframe,
+                              calendar_of=lambda ts: calendar_for(exchange, ts, timeframe, calendar))
     if progress is not None:
         progress(0, len(candles))
     report = _write(settings, exchange, symbol, timeframe, candles, calendar=calendar,
@@ -212,7 +215,7 @@ def _series_info(session, exchange: str, symbol: str, timeframe: str, rows: int)
     ts = repo.load_timestamps(session, exchange, symbol, timeframe)
     meta = repo.series_meta(session, exchange, symbol, timeframe)
     calendar = calendar_for(exchange, ts, timeframe, meta.calendar)
-    bpy = resolve_bars_per_year(ts, timeframe, series=meta.bars_per_year)
+    bpy = resolve_bars_per_year(ts, timeframe, series=meta.bars_per_year, calendar=calendar)
     gaps = calendar_gaps(ts, timeframe, calendar)
     return repo.SeriesInfo(exchange, symbol, timeframe, int(ts[0]), int(ts[-1]), rows, len(gaps),
                            sum(g.missing_bars for g in gaps), calendar, bpy.value, bpy.source,

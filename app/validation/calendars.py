@@ -8,9 +8,12 @@ crypto trades 24/7 (365 days), a stock exchange about 252 sessions, FX about 260
 **Bars a year, measured** from the series' own timestamps (``measure_bars_per_year``):
 
 - weekly and monthly bars: 52.18 and 12;
+- a series on an exchange's calendar (``XNYS``, ...): its bars per session times the
+  exchange's sessions a year, so a few days of a stock's 5m bars come out right too;
 - a series with bars on Saturdays and Sundays (at least ``WEEKEND_SHARE`` of its bars,
-  2/7 for a market that never closes), or spanning less than a week (too short to
-  tell), trades 24/7: 365 days of ``day / bar`` bars;
+  2/7 for a market that never closes; an FX provider's Sunday daily bar is 1/6), or
+  spanning less than a week (too short to tell), trades 24/7: 365 days of ``day / bar``
+  bars;
 - otherwise it trades on weekdays: ``bars / weekdays in its span * 260.89`` (365.25 * 5 /
   7 weekdays a year). Holidays and short sessions are in the count of bars, so GOOG daily
   2004-2013 measures 251.6 and EURUSD hourly about 6,200. Bars on a Saturday or Sunday
@@ -56,7 +59,7 @@ __all__ = [
 DAY_MS = 86_400_000
 WEEK_MS = 7 * DAY_MS
 WEEKDAYS_PER_YEAR = 365.25 * 5 / 7
-WEEKEND_SHARE = 0.1
+WEEKEND_SHARE = 0.2
 _INTRADAY_COVERAGE = 0.8   # share of a day's bars a 24/5 market fills on an active day
 # 1970-01-01 was a Thursday: weekday (Monday 0) of epoch day d is (d + 3) % 7.
 _EPOCH_WEEKDAY = 3
@@ -95,8 +98,38 @@ def _step_ms(timeframe: str) -> int:
     return timeframe_ms(timeframe)
 
 
-def measure_bars_per_year(ts, timeframe: str) -> float:
-    """Bars a year of the series with bar open times ``ts`` (epoch ms); see the module notes.
+def _sessions(name: str, first_ms: int, last_ms: int):
+    import pandas as pd
+
+    first = pd.Timestamp(int(first_ms), unit="ms").normalize()
+    last = pd.Timestamp(int(last_ms), unit="ms").normalize()
+    with _exchange_calendars() as xc:
+        try:
+            cal = xc.get_calendar(name, start=first - pd.Timedelta(days=7),
+                                  end=last + pd.Timedelta(days=7))
+        except (ValueError, xc.errors.CalendarError):  # a range the calendar does not cover
+            return None
+        return cal.sessions_in_range(first, last)
+
+
+def _by_sessions(t: np.ndarray, name: str) -> float | None:
+    """Bars per session (over the series' own sessions) times the exchange's sessions a
+    year (over the series' span when it covers a year, else over the year to its end)."""
+    span = _sessions(name, int(t[0]), int(t[-1]))
+    if span is None or len(span) == 0:
+        return None
+    year_ms = 365.25 * DAY_MS
+    first = min(int(t[0]), int(t[-1] - year_ms))
+    sessions = _sessions(name, first, int(t[-1]))
+    if sessions is None or len(sessions) == 0:
+        return None
+    per_year = len(sessions) / ((int(t[-1]) - first) / year_ms)
+    return round(t.size / len(span) * per_year, 1)
+
+
+def measure_bars_per_year(ts, timeframe: str, calendar: str | None = None) -> float:
+    """Bars a year of the series with bar open times ``ts`` (epoch ms), on ``calendar``
+    when it is an exchange's; see the module notes.
 
     >>> hourly = np.arange(0, 30 * 86_400_000, 3_600_000)            # 30 days, 24/7
     >>> measure_bars_per_year(hourly, "1h")
@@ -115,6 +148,10 @@ def measure_bars_per_year(ts, timeframe: str) -> float:
     nominal = 365.0 * DAY_MS / step
     if t.size < 2:
         return nominal
+    if calendar not in (None, "24/7", "24/5", "weekdays") and step <= DAY_MS:
+        measured = _by_sessions(t, calendar)
+        if measured is not None:
+            return measured
     days = t // DAY_MS
     if not _trades_weekdays_only(days):
         return nominal
@@ -142,7 +179,7 @@ class BarsPerYear:
 
 
 def resolve_bars_per_year(ts, timeframe: str, request: float | None = None,
-                          series: float | None = None) -> BarsPerYear:
+                          series: float | None = None, calendar: str | None = None) -> BarsPerYear:
     """The request's value, else the series', else the measured one.
 
     >>> resolve_bars_per_year([0, 86_400_000], "1d", request=252).to_dict()
@@ -155,7 +192,7 @@ def resolve_bars_per_year(ts, timeframe: str, request: float | None = None,
                 raise InputError(f"bars_per_year must be a positive number, got {value}",
                                  field="bars_per_year")
             return BarsPerYear(value, source)
-    return BarsPerYear(measure_bars_per_year(ts, timeframe), "measured")
+    return BarsPerYear(measure_bars_per_year(ts, timeframe, calendar), "measured")
 
 
 # -- calendars ---------------------------------------------------------------------------
@@ -298,6 +335,12 @@ def find_gaps(ts, timeframe: str, calendar: str) -> list[CalendarGap]:
         return [CalendarGap(int(t[i]), int(t[i + 1]), int(months[i + 1] - months[i] - 1))
                 for i in holes]
     step = WEEK_MS if timeframe == "1w" else _step_ms(timeframe)
+    if step > DAY_MS and calendar not in CALENDARS_24_7 and timeframe != "1w":
+        # Bars of several days on a market that closes: a hole is one longer than a bar and
+        # a weekend.
+        holes = np.flatnonzero(np.diff(t) > step + 2 * DAY_MS)
+        return [CalendarGap(int(t[i]), int(t[i + 1]), int((t[i + 1] - t[i]) // step - 1))
+                for i in holes]
     if calendar in CALENDARS_24_7 or timeframe == "1w":
         holes = np.flatnonzero(np.diff(t) > step)
         return [CalendarGap(int(t[i]), int(t[i + 1]), int((t[i + 1] - t[i]) // step - 1))
@@ -308,13 +351,15 @@ def find_gaps(ts, timeframe: str, calendar: str) -> list[CalendarGap]:
             return _runs_of_missing(t, expected)
         calendar = "weekdays"
     days = t // DAY_MS
+    # bars a day the series trades (intraday): a missing weekday misses that many
+    per_day = max(1, int(np.median(np.unique(days, return_counts=True)[1]))) if step < DAY_MS else 1
     gaps = []
     for i in np.flatnonzero(np.diff(t) > step):
         a, b = int(t[i]), int(t[i + 1])
         if calendar == "24/5":
             # FX closes from Friday evening to Sunday evening (New York time).
             if _weekday(np.array(days[i])) == 4 and _weekday(np.array(days[i + 1])) in (6, 0) \
-                    and b - a < 3 * DAY_MS:
+                    and b - a <= 3 * DAY_MS:
                 continue
             gaps.append(CalendarGap(a, b, int((b - a) // step - 1)))
             continue
@@ -323,8 +368,7 @@ def find_gaps(ts, timeframe: str, calendar: str) -> list[CalendarGap]:
                                           np.datetime64(int(days[i + 1]), "D"))) \
             if days[i + 1] > days[i] + 1 else 0
         if missed_days:
-            per_day = max(1, int(round(DAY_MS / step))) if step >= DAY_MS else None
-            gaps.append(CalendarGap(a, b, missed_days * (per_day or 1)))
+            gaps.append(CalendarGap(a, b, missed_days * per_day))
         elif days[i] == days[i + 1]:
             gaps.append(CalendarGap(a, b, int((b - a) // step - 1)))
     return gaps

@@ -79,7 +79,7 @@ class LookaheadViolation:
 
 
 def default_cuts(n_bars: int, marks: Sequence[int] = (), spread_cuts: int = CUTS,
-                 tail_cuts: int = TAIL) -> tuple[int, ...]:
+                 tail_cuts: int = TAIL, around: Sequence[int] = (-1, 0, 1)) -> tuple[int, ...]:
     """``CUTS`` cuts spread evenly over the series, each of the last ``TAIL`` bars, and
     one bar either side of each mark (a cut ``k`` keeps bars ``[0, k)``).
 
@@ -91,8 +91,8 @@ def default_cuts(n_bars: int, marks: Sequence[int] = (), spread_cuts: int = CUTS
     """
     spread = {int(round(n_bars * i / (spread_cuts + 1))) for i in range(1, spread_cuts + 1)}
     tail = {n_bars - i for i in range(1, tail_cuts + 1)}
-    around = {int(m) + d for m in marks for d in (-1, 0, 1)}
-    return tuple(sorted(k for k in spread | tail | around if 1 <= k < n_bars))
+    near = {int(m) + d for m in marks for d in around}
+    return tuple(sorted(k for k in spread | tail | near if 1 <= k < n_bars))
 
 
 def _iso(ts_ms: int) -> str:
@@ -147,9 +147,12 @@ def check_lookahead(strategy: Strategy, candles: Candles, params: dict | None = 
     run_s = time.perf_counter() - started
     if cuts is None:
         affordable = int(budget_s / max((1 + len(SCALES)) * run_s, 1e-9))   # runs a cut
-        spread = max(MIN_CUTS, min(CUTS, affordable - TAIL))
-        tail = TAIL if affordable >= CUTS + TAIL else max(MIN_TAIL, min(TAIL, affordable - spread))
-        cuts = default_cuts(n, marks, spread, tail)
+        # The marks' cuts count against the budget too: three a mark, one when short.
+        around = (-1, 0, 1) if affordable >= MIN_CUTS + MIN_TAIL + 3 * len(marks) else (0,)
+        left = affordable - len(around) * len(marks)
+        spread = max(MIN_CUTS, min(CUTS, left - TAIL))
+        tail = TAIL if left >= CUTS + TAIL else max(MIN_TAIL, min(TAIL, left - spread))
+        cuts = default_cuts(n, marks, spread, tail, around)
     cuts = sorted({int(k) for k in cuts})
     bad = [k for k in cuts if not 1 <= k < n]
     if bad:

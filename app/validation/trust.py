@@ -188,9 +188,10 @@ def assess_walk_forward(*, fold_reports: Sequence[dict], is_returns, oos_returns
     evidence, confidence, stage, reasons = _verdict(dsr, oos, pbo, is_metrics, oos_metrics,
                                                     min_trades, thresholds, lookahead, wfe=wfe)
     n_trials = int(sum(r["n_trials"] for r in fold_reports))
+    runs = int(sum(r.get("runs", r["n_trials"]) for r in fold_reports))
     return Verdict(confidence, stage, reasons, dsr, None, oos, evidence, pbo,
                    int(sum(r.get("pbo_trials", 0) for r in fold_reports)), n_trials, lookahead,
-                   extra={"wfe": wfe,
+                   extra={"wfe": wfe, "runs": runs,
                           "effective_trials": float(sum(r["effective_trials"] for r in fold_reports)),
                           "folds": [{"fold": i, "dsr": r["deflated_sharpe"]["dsr"],
                                      "effective_trials": r["effective_trials"],

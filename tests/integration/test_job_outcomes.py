@@ -117,3 +117,33 @@ def test_trials_short_of_min_trades_reach_optuna_as_failed_with_the_reason(setti
     assert len(study.trials) == 24 and failed and done
     assert all(t.user_attrs["trad_fail_reason"].endswith("fewer than min_trades=3") for t in failed)
     assert all(t.value > -1e9 for t in done)
+
+
+def test_a_parameter_set_tried_again_is_not_another_try(settings):
+    # Four parameter sets, forty random draws: four tries, not forty.
+    job = run(settings, {**OLD_BODY, "strategy": "SMA_CROSS", "n_iterations": 40, "seed": 1,
+                         "min_trades": 1, "params": {"allow_short": False},
+                         "search_space": {"fast": [5, 6], "slow": [20, 21]}})
+    trust = job["result"]["trust"]
+    assert trust["runs"] == 40 and trust["n_trials"] == 4
+    assert 1 <= trust["effective_trials"] <= 4
+
+
+def test_candles_that_change_under_a_running_job_fail_it_instead_of_judging_other_bars(settings):
+    from sqlalchemy import text
+
+    from app.errors import TradError
+
+    with session_scope(settings.database_url) as session:
+        whole = md.load_candles(session, "binanceus", "BTC/USDT", "5m")
+        session.execute(text("DELETE FROM market_data WHERE ts = :ts"), {"ts": int(whole.ts[500])})
+    job_id = jobs.submit(settings, {**OLD_BODY, "strategy": "SMA_CROSS", "seed": 2, "min_trades": 1,
+                                    "run_validation": True}, lambda j, p: None)["job_id"]
+    plan = training.start_job(settings, job_id)
+    for chunk in plan.chunks:
+        training.run_chunk(settings, job_id, 0, chunk)
+    # a refresh fills the hole while the job runs: the holdout split moves by one bar
+    with session_scope(settings.database_url) as session:
+        md.upsert_candles(session, "binanceus", "BTC/USDT", "5m", whole.slice(500, 501))
+    with pytest.raises(TradError, match="candles changed"):
+        training.finish_round(settings, job_id, 0, plan.expected)

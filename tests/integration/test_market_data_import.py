@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from app.config import load_settings
@@ -64,9 +65,22 @@ def test_a_bad_row_imports_nothing_and_names_the_line(settings, tmp_path):
 
 
 def test_times_off_the_timeframe_grid_are_refused(settings, tmp_path):
+    candles = synthetic_candles(100, timeframe="5m", seed=1, start=1_700_000_000_000 // STEP * STEP)
+    shifted = candles.to_frame()
+    shifted.index = shifted.index + pd.Timedelta(minutes=1)
+    path = tmp_path / "a.csv"
+    shifted.index = shifted.index.strftime("%Y-%m-%dT%H:%M:%SZ")
+    shifted.index.name = "time"
+    shifted.to_csv(path)
+    with pytest.raises(InputError, match="line 2: time .* is not on the 5m grid"):
+        svc.import_file(settings, str(path), "binanceus", "BTC/USDT", "5m")
+    assert stored(settings) == 0
+
+
+def test_a_file_of_another_timeframe_is_refused_naming_the_one_it_fits(settings, tmp_path):
     candles = synthetic_candles(100, timeframe="1m", seed=1, start=1_700_000_000_000 // STEP * STEP)
     path = csv_of(candles, tmp_path / "a.csv")
-    with pytest.raises(InputError, match="line 3: time .* is not on the 5m grid"):
+    with pytest.raises(InputError, match="the bars are 1 minute apart .*not 5m: is the file 1m"):
         svc.import_file(settings, str(path), "binanceus", "BTC/USDT", "5m")
     assert stored(settings) == 0
 

@@ -118,3 +118,35 @@ def test_exchange_labels_and_calendar_names():
     assert check_calendar_name("xlon") == "XLON" and check_calendar_name("24/5") == "24/5"
     with pytest.raises(InputError, match="unknown calendar"):
         check_calendar_name("MOON")
+
+
+def test_a_few_days_of_a_stocks_5m_bars_count_by_the_exchanges_sessions():
+    days = pd.bdate_range("2024-03-04", periods=5)
+    ts = np.array([(d + pd.Timedelta(hours=13, minutes=30 + 5 * i)).value // 10**6
+                   for d in days for i in range(78)])
+    # 78 bars a session, 252 sessions a year; as a 24/7 market it would be 105,120
+    assert measure_bars_per_year(ts, "5m", "XNYS") == pytest.approx(78 * 252, rel=0.01)
+    assert resolve_bars_per_year(ts, "5m", calendar="XNYS").source == "measured"
+
+
+def test_daily_fx_bars_on_sundays_are_a_weekday_market():
+    # Some providers put FX's Sunday evening open in a bar of its own: 6 bars a week
+    days = pd.date_range("2023-01-01", "2023-12-31", freq="D")
+    ts = days[days.day_of_week != 5].as_unit("ms").asi8
+    assert infer_calendar(ts, "1d") == "weekdays"
+    assert measure_bars_per_year(ts, "1d") == pytest.approx(313, abs=2)
+
+
+def test_a_weekend_is_not_a_gap_for_daily_24_5_bars_and_a_missing_weekday_counts_its_bars():
+    weekdays = pd.bdate_range("2024-01-01", "2024-03-01").as_unit("ms").asi8
+    assert find_gaps(weekdays, "1d", "24/5") == []
+    hourly = np.array([d + h * 3_600_000 for d in weekdays for h in range(14, 21)])
+    missing_day = hourly[(hourly < weekdays[10]) | (hourly >= weekdays[11])]
+    [gap] = find_gaps(missing_day, "1h", "weekdays")
+    assert gap.missing_bars == 7
+
+
+def test_bars_of_several_days_on_a_closing_market_allow_for_weekends():
+    ts = np.arange(0, 60, 3) * DAY
+    assert find_gaps(ts, "3d", "XNYS") == []
+    assert [g.missing_bars for g in find_gaps(np.delete(ts, [5, 6]), "3d", "XNYS")] == [2]

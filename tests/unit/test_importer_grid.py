@@ -41,9 +41,25 @@ def test_a_stock_sessions_hourly_bars_from_the_half_hour_are_on_the_grid(tmp_pat
     # 13:30 to 19:30 UTC, five days: each day's bars a whole number of hours after its first
     days = pd.date_range("2024-03-04", periods=5, freq="D")
     times = [d + pd.Timedelta(hours=13, minutes=30) + pd.Timedelta(hours=h) for d in days for h in range(7)]
-    assert len(read_for_import(write(tmp_path, times), "1h")) == 35
-    with pytest.raises(InputError, match="not on the 4h grid"):
-        read_for_import(write(tmp_path, times, "b.csv"), "4h")
+    nyse = lambda ts: "XNYS"  # noqa: E731
+    assert len(read_for_import(write(tmp_path, times), "1h", calendar_of=nyse)) == 35
+    with pytest.raises(InputError, match="60 minutes apart .*not 4h: is the file 1h candles"):
+        read_for_import(write(tmp_path, times, "b.csv"), "4h", calendar_of=nyse)
+    # a 24/7 market's bars sit on the epoch's grid
+    with pytest.raises(InputError, match="not on the 1h grid"):
+        read_for_import(write(tmp_path, times, "c.csv"), "1h")
+
+
+def test_a_year_of_4h_stock_bars_and_lunch_breaks_import(tmp_path):
+    # Nights and weekends make the median spacing long; the most common one is the bar.
+    sessions = pd.bdate_range("2023-01-02", "2023-12-29")
+    four_hourly = [d + pd.Timedelta(hours=h, minutes=30) for d in sessions for h in (13, 17)]
+    assert len(read_for_import(write(tmp_path, four_hourly), "4h", calendar_of=lambda ts: "XNYS")) \
+        == 2 * len(sessions)
+    # Hong Kong: 09:30, 10:30, 11:30, then 13:00 after lunch (01:30 .. 05:00 UTC)
+    hk = [d + pd.Timedelta(minutes=m) for d in sessions[:20] for m in (90, 150, 210, 300, 360, 420)]
+    assert len(read_for_import(write(tmp_path, hk, "hk.csv"), "1h", calendar_of=lambda ts: "XHKG")) \
+        == 120
 
 
 def test_daily_bars_open_at_midnight_utc():

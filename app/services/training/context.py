@@ -139,11 +139,11 @@ def series_data(session, exchange: str, symbol: str, timeframe: str, candles,
     from app.validation.calendars import calendar_for, resolve_bars_per_year
 
     meta = series_meta(session, exchange, symbol, timeframe)
+    calendar = calendar_for(exchange, candles.ts, timeframe, meta.calendar)
     bpy = resolve_bars_per_year(candles.ts, timeframe, request=asked_bars_per_year,
-                                series=meta.bars_per_year)
-    return {"bars": len(candles), "calendar": calendar_for(exchange, candles.ts, timeframe, meta.calendar),
-            "bars_per_year": bpy.value, "bars_per_year_source": bpy.source,
-            "synthetic": meta.synthetic}
+                                series=meta.bars_per_year, calendar=calendar)
+    return {"bars": len(candles), "calendar": calendar, "bars_per_year": bpy.value,
+            "bars_per_year_source": bpy.source, "synthetic": meta.synthetic}
 
 
 # What the sampler is told for a trial with fewer than min_trades trades. Samplers rank

@@ -147,23 +147,22 @@ def _winner(session, job_id: str) -> Winner | None:
     return None if top is None else Winner(top.number, dict(top.params), top.value, False)
 
 
-def _sample(session, job_id: str) -> list[tuple[dict, bool]]:
-    """A representative sample of the job's trials (``representative_trials``: best first,
-    spanning every value the search found, the trials short of min_trades included: they
-    were tried too), as ``(params, made min_trades)``; a parameter set tried twice once."""
-    rows = session.execute(select(Trial.number, Trial.value).where(Trial.job_id == job_id)
-                           .order_by(Trial.number)).all()
-    numbers = np.array([r[0] for r in rows], dtype=np.int64)
-    values = np.array([r[1] if r[1] is not None else -np.inf for r in rows], dtype=np.float64)
-    chosen = numbers[representative_trials(values)] if numbers.size else numbers
-    found = {n: (p, state) for n, p, state in session.execute(
-        select(Trial.number, Trial.params, Trial.state).where(
-            Trial.job_id == job_id, Trial.number.in_([int(n) for n in chosen]))).all()}
-    unique: dict[str, tuple[dict, bool]] = {}
-    for n in chosen:
-        params, state = found[int(n)]
-        unique.setdefault(json.dumps(params, sort_keys=True), (dict(params), state == "complete"))
-    return list(unique.values())
+def _tried(session, job_id: str) -> tuple[list[tuple[dict, bool]], int]:
+    """The job's distinct parameter sets (a set tried twice, which samplers do in small
+    spaces, is one try) and a representative sample of them (``representative_trials``:
+    best first, spanning every value the search found, those short of min_trades
+    included: they were tried too), as ``((params, made min_trades), ...)``."""
+    best: dict[str, tuple[float, dict, bool]] = {}
+    for params, value, state in session.execute(
+            select(Trial.params, Trial.value, Trial.state).where(Trial.job_id == job_id)):
+        key = json.dumps(params, sort_keys=True)
+        value = -np.inf if value is None else float(value)
+        if key not in best or value > best[key][0]:
+            best[key] = (value, dict(params), state == "complete")
+    distinct = list(best.values())
+    values = np.array([v for v, _, _ in distinct], dtype=np.float64)
+    chosen = representative_trials(values) if len(distinct) else []
+    return [(distinct[i][1], distinct[i][2]) for i in chosen], len(distinct)
 
 
 def assess_winner(strategy, candles: Candles, split: int | None, winner: Winner,
@@ -208,10 +207,10 @@ def finish_job(settings: Settings, job_id: str) -> str:
         winner = _winner(session, job_id)
         if winner is None:
             raise JobFailed("the job has no trials to choose from")
-        n_trials = int(session.scalar(select(func.count()).select_from(Trial)
-                                      .where(Trial.job_id == job_id)))
-        sample = _sample(session, job_id)
-        thin = None if winner.valid else _thin_reason(session, job_id, request.min_trades, n_trials)
+        n_runs = int(session.scalar(select(func.count()).select_from(Trial)
+                                    .where(Trial.job_id == job_id)))
+        sample, n_trials = _tried(session, job_id)
+        thin = None if winner.valid else _thin_reason(session, job_id, request.min_trades, n_runs)
         session.expunge(job)
     with session_scope(settings.database_url) as session:
         candles = load_candles(session, job.exchange, job.symbol, job.timeframe,
@@ -220,11 +219,18 @@ def finish_job(settings: Settings, job_id: str) -> str:
     config = backtest_config(request, job.bars_per_year)
     plan = parse_validation(request.validation, request.run_validation)
     split = holdout_split(len(candles), plan.test_fraction) if plan.method == "holdout" else None
+    trained_on = candles if split is None else candles.slice(0, split)
+    if trained_on.fingerprint != job.data_fingerprint:
+        # A refresh filled a hole inside the job's range: the split moved, the trials' bars
+        # are not these. Judging them on other bars would be wrong.
+        raise JobFailed("the job's candles changed in the database while it ran (fingerprint "
+                        f"{trained_on.fingerprint[:12]} != {job.data_fingerprint[:12]}); "
+                        "resubmit the job")
     in_sample, out_of_sample, verdict = assess_winner(
         strategy, candles, split, winner, sample, n_trials, config, request.min_trades,
         settings.thresholds or Thresholds(), marks=() if split is None else (split,))
     reasons = ([thin] if thin else []) + verdict.reasons
-    trust = verdict.report()
+    trust = {**verdict.report(), "runs": n_runs}
     if job.parent_id:
         return finish_fold(settings, job, request, winner, in_sample, trust, reasons)
     now = repo.utcnow()

@@ -2,6 +2,7 @@
 messages sent again."""
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -26,6 +27,8 @@ from app.services.training.context import (
 )
 from app.services.training.plan import planned_chunks
 from app.services.training.walk_forward import maybe_finish_walk_forward
+
+log = logging.getLogger(__name__)
 
 
 def expire_overdue_jobs(settings: Settings) -> list[str]:
@@ -76,6 +79,9 @@ def repair_stalled_jobs(settings: Settings, stall_after_s: float | None = None) 
             repair = _repair(settings, job_id, cutoff)
         except JobFailed as exc:
             fail_job(settings, job_id, str(exc))
+            continue
+        except Exception:  # noqa: BLE001 - one job's fault must not stop the others' repair
+            log.exception("repair failed job_id=%s", job_id)
             continue
         if repair is not None:
             repairs.append(repair)

@@ -1,6 +1,7 @@
 """Walk-forward jobs: folds as child jobs, each fold's finish, and the stitched record."""
 from __future__ import annotations
 
+import json
 import logging
 
 import numpy as np
@@ -30,7 +31,7 @@ from app.services.training.context import (
     request_of,
 )
 from app.strategies.registry import get_strategy
-from app.strategies.runner import run_strategy, run_window
+from app.strategies.runner import run_window
 from app.validation.confidence import Thresholds
 from app.validation.lookahead import check_lookahead
 from app.validation.split import parse_validation
@@ -137,8 +138,13 @@ def maybe_finish_walk_forward(settings: Settings, parent_id: str) -> None:
         parent.round = 1  # the claim: a concurrent last fold stops at the check above
     try:
         _finish_walk_forward(settings, parent_id)
-    except TradError as exc:
-        fail_job(settings, parent_id, str(exc))
+    except Exception as exc:  # noqa: BLE001 - whatever it is, the job ends failed, not running
+        # The claim (round 1) stays: nothing will run this finish again by itself.
+        message = str(exc) if isinstance(exc, TradError) else (
+            f"the walk-forward's finish failed: {exc.__class__.__name__}: {exc}")
+        fail_job(settings, parent_id, message)
+        if not isinstance(exc, TradError):
+            log.exception("walk-forward finish failed job_id=%s", parent_id)
 
 
 def _record_metrics(returns: np.ndarray, pnls: list[float], exposed: int, config) -> dict:
@@ -165,34 +171,48 @@ def _finish_walk_forward(settings: Settings, parent_id: str) -> None:
         session.expunge(parent)
         candles = load_candles(session, parent.exchange, parent.symbol, parent.timeframe,
                                parent.data_start, parent.data_end)
+    if candles.fingerprint != parent.data_fingerprint:
+        raise JobFailed("the job's candles changed in the database while it ran (fingerprint "
+                        f"{candles.fingerprint[:12]} != {parent.data_fingerprint[:12]}), so its "
+                        "folds no longer match its data; resubmit the job")
     request = request_of(parent)
     plan = parse_validation(request.validation, request.run_validation)
     folds = plan_folds(len(candles), plan.folds, plan.train_bars, plan.test_bars, plan.anchored)
+    if len(folds) != len(children):
+        raise JobFailed(f"the walk-forward planned {len(children)} folds and its data now gives "
+                        f"{len(folds)}; resubmit the job")
     strategy = get_strategy(request.strategy)
     config = backtest_config(request, parent.bars_per_year)
     per_fold, is_parts, oos_parts, times = [], [], [], []
-    is_pnls, oos_pnls, is_exposed, oos_exposed = [], [], 0, 0
-    violation = None
+    oos_pnls, oos_exposed = [], 0
+    violations: dict[str, dict | None] = {}
     for child, fold in zip(children, folds):
-        trained = run_strategy(strategy, candles.slice(fold.train_start, fold.train_end),
-                               child.best_params, config)
+        # Both records by the same rule: indicators warm from the bars before the window
+        # (where there are any), positions and returns from its first bar.
+        trained = run_window(strategy, candles.slice(0, fold.train_end), fold.train_start,
+                             child.best_params, config)
         tested = run_window(strategy, candles.slice(0, fold.test_end), fold.test_start,
                             child.best_params, config)
         is_parts.append(trained.returns)
         oos_parts.append(tested.returns)
         times.append(candles.ts[fold.test_start:fold.test_end])
-        is_pnls.extend(t.pnl for t in trained.trades)
         oos_pnls.extend(t.pnl for t in tested.trades)
-        is_exposed += int(np.count_nonzero(trained.position))
         oos_exposed += int(np.count_nonzero(tested.position))
-        if violation is None:
+        key = json.dumps(child.best_params, sort_keys=True)
+        if key not in violations:   # each distinct winner checked once, over every bar
             found = check_lookahead(strategy, candles, child.best_params, marks=_fold_marks(folds))
-            violation = None if found is None else {**found.to_dict(), "fold": child.fold}
+            violations[key] = None if found is None else {**found.to_dict(), "fold": child.fold}
         per_fold.append({"fold": child.fold, "job_id": child.id, "params": child.best_params,
-                         "in_sample": child.result["in_sample"], "out_of_sample": tested.metrics,
-                         "trust": child.result["trust"]})
+                         "in_sample": trained.metrics, "out_of_sample": tested.metrics,
+                         "trust": child.result["trust"], "reasons": child.result.get("reasons", [])})
+    violation = next((v for v in violations.values() if v is not None), None)
     is_returns, oos_returns = stitch(is_parts), stitch(oos_parts)
-    is_metrics = _record_metrics(is_returns, is_pnls, is_exposed, config)
+    # Rolling training windows overlap: the in-sample figures are the folds' average (a
+    # record compounded over them would count the same bars again), its trades the
+    # fewest a fold's winner made, so each choice had min_trades to stand on.
+    is_metrics = {k: float(np.mean([f["in_sample"][k] for f in per_fold]))
+                  for k in per_fold[0]["in_sample"]}
+    is_metrics["num_trades"] = int(min(f["in_sample"]["num_trades"] for f in per_fold))
     oos = _record_metrics(oos_returns, oos_pnls, oos_exposed, config)
     verdict = assess_walk_forward(
         fold_reports=[f["trust"] for f in per_fold], is_returns=is_returns,
@@ -201,6 +221,11 @@ def _finish_walk_forward(settings: Settings, parent_id: str) -> None:
         thresholds=settings.thresholds or Thresholds(), lookahead=violation)
     trust = verdict.report()
     wfe, stage, confidence, reasons = trust["wfe"], verdict.stage, verdict.confidence, verdict.reasons
+    thin = [f"fold {f['fold']}: {r}" for f in per_fold for r in f["reasons"]
+            if r.startswith("no trial of")]
+    if thin:   # a fold whose winner was too thin to trust: the walk-forward is not to be trusted
+        rejected = reasons if stage == "REJECTED" else []
+        stage, confidence, reasons = "REJECTED", 0.0, thin + rejected
     now = repo.utcnow()
     # The stitched out-of-sample equity curve, at most EQUITY_POINTS points (bar open times).
     equity = config.initial_capital * np.cumprod(1.0 + oos_returns)
@@ -209,6 +234,7 @@ def _finish_walk_forward(settings: Settings, parent_id: str) -> None:
     curve = [[iso(int(ts[i])), round(float(equity[i]), 6)] for i in keep]
     for f in per_fold:
         f.pop("trust")
+        f.pop("reasons")
     last = children[-1]
     walk_forward = {**plan.to_dict(), "wfe": wfe, "folds": per_fold, "reasons": reasons,
                     "stitched_bars": int(oos_returns.size), "equity_curve": curve, **trust,
