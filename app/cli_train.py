@@ -20,50 +20,40 @@ from app.errors import InputError, TradError
 
 __all__ = ["register", "print_result"]
 
-_FIELDS = [
-    # (flag, body key, type, help)
-    ("--strategy", "strategy", str, "strategy name, e.g. LIQUIDITY_SWEEP"),
-    ("--symbol", "symbol", str, "BASE/QUOTE, e.g. BTC/USDT"),
-    ("--exchange", "exchange", str, "exchange the candles are stored under"),
-    ("--timeframe", "timeframe", str, "1m, 5m, 1h, 1d, ..."),
-    ("--optimizer", "optimizer", str, "grid, random, bayesian, cmaes or genetic"),
-    ("--n-iterations", "n_iterations", int, "number of trials"),
-    ("--lookback-days", "lookback_days", float, "days of data before the newest candle"),
-    ("--start", "start", str, "first candle (ISO date), instead of --lookback-days"),
-    ("--end", "end", str, "end of the data (ISO date, exclusive)"),
-    ("--objective", "objective", str, "sharpe_ratio, sortino_ratio, calmar_ratio, net_profit, profit_factor"),
-    ("--min-trades", "min_trades", int, "fewest trades a valid trial makes"),
-    ("--fee", "fee", float, "fee per fill, fraction of notional"),
-    ("--slippage-bps", "slippage_bps", float, "slippage per fill in basis points"),
-    ("--seed", "seed", int, "seed: the same seed gives the same result"),
-    ("--priority", "priority", int, "0-9, 9 runs first"),
-    ("--timeout-s", "timeout_s", float, "fail the job if not done by then"),
-    ("--batch-size", "batch_size", int, "trials per round for bayesian, cmaes, genetic"),
-    ("--sampler-parts", "sampler_parts", int, "bayesian: workers that share each round's asks"),
-    ("--bars-per-year", "bars_per_year", float, "annualise with this many bars a year "
-                                                "(default: the series' own, measured)"),
-]
-_JSON_FIELDS = [("--params", "params", "fixed parameters as JSON"),
-                ("--search-space", "search_space", "narrowed bounds as JSON"),
-                ("--validation", "validation", 'e.g. {"method": "holdout", "test_fraction": 0.3}')]
+def _base(annotation):
+    """``int`` of ``Annotated[int, ...] | None``: what a flag's value is read as."""
+    import typing
+
+    if typing.get_origin(annotation) is typing.Annotated:
+        return _base(typing.get_args(annotation)[0])
+    members = [a for a in typing.get_args(annotation) if a is not type(None)]
+    return _base(members[0]) if members else annotation
+
+
+def _flags():
+    """``(flag, field, kind, help)`` for every field of the request model: the CLI's flags
+    are the HTTP body's fields (``n_iterations`` is ``--n-iterations``); times are read as
+    the text a person types (an ISO date)."""
+    from app.schemas import TrainingRequest
+
+    return [(f"--{name.replace('_', '-')}", name,
+             str if name in ("start", "end") else _base(info.annotation), info.description or "")
+            for name, info in TrainingRequest.model_fields.items()]
 
 
 def _body(args) -> dict:
     body = {}
-    for _flag, key, _kind, _help in _FIELDS:
+    for flag, key, kind, _help in _flags():
         value = getattr(args, key)
-        if value is not None:
-            body[key] = value
-    for flag, key, _help in _JSON_FIELDS:
-        raw = getattr(args, key)
-        if raw is not None:
+        if value is None or (kind is bool and value is False):
+            continue
+        if kind is dict:
             try:
-                body[key] = json.loads(raw)
+                value = json.loads(value)
             except json.JSONDecodeError as exc:
                 raise InputError(f"{flag} is not valid JSON ({exc.msg} at column {exc.colno})",
                                  field=key) from None
-    if args.run_validation:
-        body["run_validation"] = True
+        body[key] = value
     return body
 
 
@@ -248,11 +238,14 @@ def cmd_demo(args) -> int:
 def register(subparsers) -> None:
     """Add `optimize` and `configs` to the `trad` command's subparsers."""
     p = subparsers.add_parser("optimize", help="run a training job (same fields as the HTTP body)")
-    for flag, key, kind, help_text in _FIELDS:
-        p.add_argument(flag, dest=key, type=kind, help=help_text)
-    for flag, key, help_text in _JSON_FIELDS:
-        p.add_argument(flag, dest=key, help=help_text)
-    p.add_argument("--run-validation", action="store_true", help="hold out the last 30 %%")
+    for flag, key, kind, help_text in _flags():
+        help_text = help_text.replace("%", "%%")
+        if kind is bool:
+            p.add_argument(flag, dest=key, action="store_true", help=help_text)
+        elif kind is dict:
+            p.add_argument(flag, dest=key, metavar="JSON", help=help_text)
+        else:
+            p.add_argument(flag, dest=key, type=kind, help=help_text)
     p.add_argument("--submit", metavar="URL", help="send the job to a running API and follow it")
     p.add_argument("--token", help="bearer token for --submit (or TRAD_API_TOKEN)")
     p.add_argument("--json", action="store_true", help="print the job as JSON")

@@ -3,8 +3,16 @@
 Prints trials per second on 1,000, 100,000 and 1,000,000 synthetic candles for
   - Trad: ``app.strategies.run_trials`` (signal, engine with fees, every metric);
   - a plain-numpy baseline written here, the way a quant writes it by hand;
-  - a hand-fused numba loop written here: one pass per trial, nothing else.
+  - a hand-fused numba loop written here: one pass per trial, nothing else;
 and the ratios Trad/numpy and Trad/fused in the same run. Never asserts.
+
+The three compute the same objective, Trad's: a long-only target decided at a bar's
+close and filled at the next open, ``fee`` on the notional of every fill (so entering
+with all the equity leaves ``E / (1 + fee)`` in the market), marked to the close, an
+open position closed at the last close, and the Sharpe ratio of the per-bar returns
+(``ddof=1``) annualised. Each size checks it: the largest difference of Sharpe ratio
+between Trad and each baseline over the grid is printed, with the best (fast, slow)
+each picks; they must agree.
 
 All three share the same work outside the trial: the SMAs of each distinct period are
 computed once per series (Trad through its indicator cache, the baselines through a
@@ -42,50 +50,55 @@ PPY = 365 * 288  # 5-minute bars
 GRID = [(f, s) for f in range(5, 105, 5) for s in range(110, 510, 20)]
 
 
-def numpy_trial(close, fast_ma, slow_ma):
-    """Plain numpy, one trial: long while fast > slow, filled a bar later, close to close."""
-    pos = np.where(np.isnan(slow_ma), 0.0, (fast_ma > slow_ma).astype(np.float64))
-    held = np.concatenate(([0.0], pos[:-1]))  # decided at t's close, held from t+1
-    rets = np.concatenate(([0.0], np.diff(close) / close[:-1])) * held
-    trades = np.abs(np.diff(np.concatenate(([0.0], held))))
-    rets = rets - trades * FEE
-    equity = np.cumprod(1.0 + rets)
+def numpy_trial(open_, close, fast_ma, slow_ma):
+    """Plain numpy, one trial, Trad's rules (see the module notes): the Sharpe ratio."""
+    target = np.where(np.isnan(slow_ma) | np.isnan(fast_ma), 0.0,
+                      (fast_ma > slow_ma).astype(np.float64))
+    held = np.concatenate(([0.0], target[:-1]))           # the position during each bar
+    before = np.concatenate(([0.0], held[:-1]))
+    prev_close = np.concatenate(([close[0]], close[:-1]))
+    factor = np.ones_like(close)
+    stay = (held == 1.0) & (before == 1.0)
+    enter = (held == 1.0) & (before == 0.0)
+    leave = (held == 0.0) & (before == 1.0)
+    factor[stay] = close[stay] / prev_close[stay]
+    factor[enter] = close[enter] / open_[enter] / (1.0 + FEE)
+    factor[leave] = open_[leave] / prev_close[leave] * (1.0 - FEE)
+    if held[-1] == 1.0:
+        factor[-1] *= 1.0 - FEE                             # closed at the last close
+    rets = factor - 1.0
     sd = rets.std(ddof=1)
-    sharpe = rets.mean() / sd * math.sqrt(PPY) if sd > 0 else 0.0
-    peak = np.maximum.accumulate(equity)
-    max_dd = float(np.max(1.0 - equity / peak))
-    return sharpe, max_dd, int(trades.sum() // 2), float(equity[-1])
+    return rets.mean() / sd * math.sqrt(PPY) if sd > 0 else 0.0
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def fused_trial(close, fast_ma, slow_ma):
-    """One compiled pass: position, return, fee, equity, Sharpe sums, drawdown, trades."""
+def fused_trial(open_, close, fast_ma, slow_ma):
+    """One compiled pass, Trad's rules: position, fill, fee, mark, Welford's Sharpe sums."""
     n = close.shape[0]
     held = 0.0
-    equity = 1.0
-    peak = 1.0
-    max_dd = 0.0
-    s1 = 0.0
-    s2 = 0.0
-    changes = 0
-    for t in range(1, n):
-        r = held * (close[t] / close[t - 1] - 1.0)
-        want = 1.0 if fast_ma[t - 1] > slow_ma[t - 1] else 0.0
-        if want != held:
-            r -= FEE
-            changes += 1
+    mean = 0.0
+    m2 = 0.0
+    for t in range(n):
+        want = 0.0
+        if t > 0 and fast_ma[t - 1] > slow_ma[t - 1]:
+            want = 1.0
+        if want == 1.0 and held == 1.0:
+            f = close[t] / close[t - 1]
+        elif want == 1.0:
+            f = close[t] / open_[t] / (1.0 + FEE)
+        elif held == 1.0:
+            f = open_[t] / close[t - 1] * (1.0 - FEE)
+        else:
+            f = 1.0
+        if t == n - 1 and want == 1.0:
+            f *= 1.0 - FEE
         held = want
-        equity *= 1.0 + r
-        s1 += r
-        s2 += r * r
-        if equity > peak:
-            peak = equity
-        elif 1.0 - equity / peak > max_dd:
-            max_dd = 1.0 - equity / peak
-    mean = s1 / (n - 1)
-    var = (s2 - s1 * mean) / (n - 2)
-    sharpe = mean / math.sqrt(var) * math.sqrt(PPY) if var > 0 else 0.0
-    return sharpe, max_dd, changes // 2, equity
+        r = f - 1.0
+        delta = r - mean
+        mean += delta / (t + 1)
+        m2 += delta * (r - mean)
+    var = m2 / (n - 1)
+    return mean / math.sqrt(var) * math.sqrt(PPY) if var > 0 else 0.0
 
 
 def timed(fn, min_seconds: float) -> float:
@@ -112,7 +125,7 @@ def main() -> None:
           f"cpu {cpu}, one core")
     strategy = get_strategy("SMA_CROSS")
     print(f"{'candles':>10} | {'trad':>9} | {'numpy':>9} | {'fused':>9} | {'trad/numpy':>10} | "
-          f"{'trad/fused':>10} | best (fast, slow) trad / numpy / fused")
+          f"{'trad/fused':>10} | max |dSharpe| numpy, fused | best (fast, slow) trad / numpy / fused")
     for n in (int(x) for x in args.sizes.split(",")):
         candles = synthetic_candles(n, timeframe="5m", seed=42, start=0)
         # Fewer trials per repeat on long series keeps each measurement a few seconds.
@@ -123,8 +136,8 @@ def main() -> None:
         smas = {p: sma(candles.close, p) for p in {x for pair in grid for x in pair}}
         for p in smas:
             cache.sma(p)
-        close = candles.close
-        fused_trial(close, smas[grid[0][0]], smas[grid[0][1]])  # compile
+        close, open_ = candles.close, candles.open
+        fused_trial(open_, close, smas[grid[0][0]], smas[grid[0][1]])  # compile
         run_trials(strategy, candles, params[:2], config, cache)
 
         def trad():
@@ -132,22 +145,24 @@ def main() -> None:
 
         def plain():
             for f, s in grid:
-                numpy_trial(close, smas[f], smas[s])
+                numpy_trial(open_, close, smas[f], smas[s])
             return len(grid)
 
         def fused():
             for f, s in grid:
-                fused_trial(close, smas[f], smas[s])
+                fused_trial(open_, close, smas[f], smas[s])
             return len(grid)
 
         rate_trad, rate_numpy, rate_fused = (timed(fn, args.seconds) for fn in (trad, plain, fused))
-        trad_best = max(zip(run_trials(strategy, candles, params, config, cache), grid),
-                        key=lambda x: x[0]["sharpe_ratio"])[1]
-        numpy_best = max(grid, key=lambda g: numpy_trial(close, smas[g[0]], smas[g[1]])[0])
-        fused_best = max(grid, key=lambda g: fused_trial(close, smas[g[0]], smas[g[1]])[0])
+        ours = np.array([m["sharpe_ratio"] for m in run_trials(strategy, candles, params, config, cache)])
+        by_numpy = np.array([numpy_trial(open_, close, smas[f], smas[s]) for f, s in grid])
+        by_fused = np.array([fused_trial(open_, close, smas[f], smas[s]) for f, s in grid])
+        best = [grid[int(np.argmax(v))] for v in (ours, by_numpy, by_fused)]
+        same = "same best" if best[0] == best[1] == best[2] else "BEST DIFFERS"
         print(f"{n:>10,} | {rate_trad:>9,.0f} | {rate_numpy:>9,.0f} | {rate_fused:>9,.0f} | "
               f"{rate_trad / rate_numpy:>10.2f} | {rate_trad / rate_fused:>10.2f} | "
-              f"{trad_best} / {numpy_best} / {fused_best}")
+              f"{np.max(np.abs(ours - by_numpy)):.1e}, {np.max(np.abs(ours - by_fused)):.1e} | "
+              f"{best[0]} / {best[1]} / {best[2]} ({same})")
 
 
 if __name__ == "__main__":

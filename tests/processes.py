@@ -1,7 +1,14 @@
-"""The Procfile's processes, started for real by the tests: Celery workers, gunicorn."""
+"""The Procfile's processes, started for real by the tests: Celery workers, beat, gunicorn.
+
+Each command is the Procfile's own line, its ``${VAR:-default}`` filled from the test's
+environment, so a test runs what production runs (a worker gets only a name and
+``--without-mingle --without-gossip`` added, so tests can ping it and start fast).
+"""
 from __future__ import annotations
 
 import os
+import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -12,6 +19,27 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+_VARIABLE = re.compile(r"\$\{(\w+)(?::([-?])([^}]*))?\}|\$(\w+)")
+
+
+def procfile_command(process: str, env: dict) -> list[str]:
+    """The Procfile's command for ``process``, its variables filled from ``env``, its
+    program taken from this virtualenv."""
+    lines = dict(line.split(":", 1) for line in (ROOT / "Procfile").read_text().splitlines()
+                 if line.strip() and not line.startswith("#"))
+
+    def fill(match):
+        name, kind, default, bare = match.groups()
+        value = env.get(name or bare)
+        if value:
+            return value
+        if kind == "?":
+            raise RuntimeError(f"the Procfile's {process} needs {name}: {default}")
+        return default or ""
+
+    argv = shlex.split(_VARIABLE.sub(fill, lines[process].strip()))
+    program = BIN / argv[0]
+    return [str(program) if program.exists() else argv[0], *argv[1:]]
 
 
 class _Process:
@@ -50,13 +78,14 @@ class Worker(_Process):
     def __init__(self, db_url: str, concurrency: int = 2, queues: str = "trad.trials,trad.control",
                  extra_env: dict | None = None):
         self.name = f"trad-test-{uuid.uuid4().hex[:8]}@localhost"
-        env = {**os.environ, "DATABASE_URL": db_url, "PYTHONUNBUFFERED": "1", **(extra_env or {})}
+        env = {**os.environ, "DATABASE_URL": db_url, "PYTHONUNBUFFERED": "1",
+               "TRAD_WORKER_QUEUES": queues, "TRAD_WORKER_CONCURRENCY": str(concurrency),
+               "TRAD_LOG_LEVEL": "INFO", **(extra_env or {})}
         self.log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"{self.name}.log"
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker",
-             "-Q", queues, "-c", str(concurrency), "--pool", "prefork", "-n", self.name,
-             "--without-mingle", "--without-gossip", "-l", "INFO"],
+            procfile_command("worker", env) + ["-n", self.name, "--without-mingle",
+                                               "--without-gossip"],
             cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
             start_new_session=True)
 
@@ -76,13 +105,13 @@ class Beat(_Process):
     """The `beat` process of the Procfile (the watchdog's schedule), its state in ``home``."""
 
     def __init__(self, home: Path, extra_env: dict | None = None):
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", **(extra_env or {})}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "TRAD_HOME": str(home),
+               "TRAD_LOG_LEVEL": "INFO", **(extra_env or {})}
         self.log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"beat-{uuid.uuid4().hex[:8]}.log"
         self.log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "workers.celery_app", "beat",
-             "-s", str(Path(home) / "beat-schedule"), "-l", "INFO"],
-            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(procfile_command("beat", env), cwd=ROOT, env=env,
+                                     stdout=self.log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
 
 
 def free_port() -> int:
@@ -97,13 +126,14 @@ class Gunicorn(_Process):
     def __init__(self, db_url: str, workers: int = 2, extra_env: dict | None = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "DATABASE_URL": db_url, "PYTHONUNBUFFERED": "1", **(extra_env or {})}
+        env = {**os.environ, "DATABASE_URL": db_url, "PYTHONUNBUFFERED": "1",
+               "TRAD_BIND": f"127.0.0.1:{self.port}", "WEB_CONCURRENCY": str(workers),
+               **(extra_env or {})}
         self.log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"gunicorn-{self.port}.log"
         self.log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(
-            [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{self.port}", "--workers", str(workers),
-             "app:create_app()"],
-            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(procfile_command("web", env), cwd=ROOT, env=env,
+                                     stdout=self.log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
 
     def wait_ready(self, timeout: float = 60.0) -> Gunicorn:
         import urllib.request

@@ -6,7 +6,14 @@ from flask import Flask, request
 from app.config import Settings
 from app.errors import InputError
 
-__all__ = ["json_body", "settings_of"]
+__all__ = ["UnsupportedMediaType", "json_body", "settings_of"]
+
+
+class UnsupportedMediaType(InputError):
+    """A body that does not say it is JSON (HTTP 415)."""
+
+    code = "unsupported_media_type"
+    status = 415
 
 
 def settings_of(app: Flask) -> Settings:
@@ -18,8 +25,12 @@ def json_body():
     if not request.data:
         raise InputError("the request has no body; send a JSON object",
                          hint="Content-Type: application/json")
+    if not request.is_json:
+        raise UnsupportedMediaType(
+            f"the body is sent as {request.mimetype or 'no content type'}, not JSON",
+            hint="send it with Content-Type: application/json")
     try:
-        body = request.get_json(force=True, silent=False)
+        body = request.get_json(silent=False)
     except Exception:  # noqa: BLE001 - werkzeug raises several kinds for bad JSON
         raise InputError("the body is not valid JSON", hint="check quotes and commas") from None
     if not isinstance(body, dict):

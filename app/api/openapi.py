@@ -1,131 +1,156 @@
-"""GET /api/v2/openapi.json: the OpenAPI 3 document of this API."""
+"""GET /api/v2/openapi.json: the OpenAPI 3.1 document of this API.
+
+The bodies and the main answers are the pydantic models of ``app.schemas`` (the very
+models that check the requests), so the document cannot drift from what the server
+takes; tests/integration/test_openapi.py fails on a route of the app the document lacks.
+"""
 from __future__ import annotations
 
 from flask import Blueprint, jsonify
 
 from app._version import __version__
-from app.backtest.candles import TIMEFRAMES
-from app.optimize.objectives import OBJECTIVES
-from app.services.job_request import OPTIMIZERS
+from app.schemas import Error, JobAccepted, StageChange, TrainingRequest
 
 bp = Blueprint("openapi", __name__)
 
-_ERROR = {"$ref": "#/components/schemas/Error"}
+_TEXT = {400: "malformed request", 401: "missing or wrong bearer token", 404: "not found",
+         409: "conflicts with the job's or configuration's state", 413: "body over 1 MiB",
+         415: "the body is not JSON (Content-Type: application/json)",
+         422: "well-formed but cannot run as asked"}
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
 
 
 def _errors(*codes: int) -> dict:
-    text = {400: "malformed request", 401: "missing or wrong bearer token", 404: "not found",
-            409: "conflicts with the job's state", 413: "body over 1 MiB",
-            422: "well-formed but cannot run as asked"}
-    return {str(c): {"description": text[c], "content": {"application/json": {"schema": _ERROR}}}
+    return {str(c): {"description": _TEXT[c], "content": {"application/json": {"schema": _ref("Error")}}}
             for c in codes}
 
 
-def _ok(description: str, schema: dict | None = None) -> dict:
+def _ok(description: str, schema: dict | None = None, media: str = "application/json") -> dict:
     body = {"description": description}
-    if schema:
-        body["content"] = {"application/json": {"schema": schema}}
+    if schema is not None:
+        body["content"] = {media: {"schema": schema}}
     return body
 
 
-def _page_params(*extra: str) -> list:
-    params = [{"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1}},
-              {"name": "per_page", "in": "query", "schema": {"type": "integer", "minimum": 1,
-                                                              "maximum": 1000}}]
-    return params + [{"name": e, "in": "query", "schema": {"type": "string"}} for e in extra]
+def _query(name: str, schema: dict | None = None, description: str = "") -> dict:
+    return {"name": name, "in": "query", "schema": schema or {"type": "string"},
+            **({"description": description} if description else {})}
+
+
+def _path(name: str) -> dict:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+def _page(*extra: str) -> list:
+    return [_query("page", {"type": "integer", "minimum": 1}),
+            _query("per_page", {"type": "integer", "minimum": 1, "maximum": 1000}),
+            *(_query(e) for e in extra)]
+
+
+def _body(model: str) -> dict:
+    return {"required": True, "content": {"application/json": {"schema": _ref(model)}}}
+
+
+def _schemas() -> dict:
+    out = {}
+    for model in (TrainingRequest, StageChange, JobAccepted, Error):
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        out.update(schema.pop("$defs", {}))
+        out[model.__name__] = schema
+    obj = {"type": "object", "additionalProperties": True}
+    out |= {"Job": {**obj, "description": "a job: status, progress, best so far, result"},
+            "Page": {**obj, "description": "a page of rows, with page, per_page and total"},
+            "Configuration": {**obj, "description": "a trained configuration, in and out of "
+                              "sample side by side, its trust statistics and stage history"}}
+    return out
 
 
 def document() -> dict:
-    job_id = [{"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}]
     obj = {"type": "object"}
     return {
-        "openapi": "3.0.3",
+        "openapi": "3.1.0",
         "info": {"title": "Trad", "version": __version__,
                  "description": "Find trading-strategy parameters that hold up."},
-        "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": {
-                "Error": {"type": "object", "required": ["error"], "properties": {"error": {
-                    "type": "object", "required": ["code", "message"], "properties": {
-                        "code": {"type": "string"}, "message": {"type": "string"},
-                        "field": {"type": "string"}}}}},
-                "TrainingRequest": {
-                    "type": "object", "additionalProperties": False,
-                    "required": ["strategy", "symbol", "timeframe"],
-                    "properties": {
-                        "strategy": {"type": "string", "example": "LIQUIDITY_SWEEP"},
-                        "symbol": {"type": "string", "example": "BTC/USDT"},
-                        "exchange": {"type": "string", "default": "binanceus"},
-                        "timeframe": {"type": "string", "enum": list(TIMEFRAMES)},
-                        "optimizer": {"type": "string", "enum": list(OPTIMIZERS), "default": "random"},
-                        "n_iterations": {"type": "integer", "minimum": 1, "default": 100},
-                        "lookback_days": {"type": "number", "default": 30},
-                        "start": {"type": "string", "description": "ISO-8601 or epoch; instead of lookback_days"},
-                        "end": {"type": "string"},
-                        "objective": {"type": "string", "enum": list(OBJECTIVES), "default": "sharpe_ratio"},
-                        "min_trades": {"type": "integer", "minimum": 0, "default": 10},
-                        "fee": {"type": "number", "default": 0.001},
-                        "slippage_bps": {"type": "number", "default": 0},
-                        "seed": {"type": "integer"},
-                        "priority": {"type": "integer", "minimum": 0, "maximum": 9, "default": 5},
-                        "timeout_s": {"type": "number"},
-                        "params": {"type": "object", "description": "parameters fixed to values"},
-                        "search_space": {"type": "object", "description": "narrowed bounds: {name: [low, high]} or {name: {low, high, step}}"},
-                        "batch_size": {"type": "integer", "description": "trials per round (bayesian, cmaes, genetic)"},
-                        "sampler_parts": {"type": "integer", "minimum": 1, "maximum": 64,
-                                          "description": "bayesian: workers that share each round's asks "
-                                                         "(default TRAD_SAMPLER_PARTS)"},
-                        "run_validation": {"type": "boolean", "default": False},
-                        "validation": {"type": "object", "example": {"method": "holdout", "test_fraction": 0.3}},
-                        "bars_per_year": {"type": "number", "exclusiveMinimum": 0, "maximum": 600000,
-                                          "description": "annualise with this many bars a year "
-                                                         "(default: the series' own, measured from "
-                                                         "its timestamps)"},
-                    }},
-            },
-        },
+        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+                       "schemas": _schemas()},
         "security": [{"bearer": []}],
         "paths": {
             "/api/v2/training/start": {"post": {
                 "summary": "Submit a training job; answers at once with its id",
-                "requestBody": {"required": True, "content": {"application/json": {
-                    "schema": {"$ref": "#/components/schemas/TrainingRequest"}}}},
-                "responses": {"202": _ok("queued", obj), **_errors(400, 401, 413, 422)}}},
+                "requestBody": _body("TrainingRequest"),
+                "responses": {"202": _ok("queued", _ref("JobAccepted")),
+                              **_errors(400, 401, 413, 415, 422)}}},
             "/api/v2/training/jobs": {"get": {
-                "summary": "Jobs, newest first", "parameters": _page_params("status"),
-                "responses": {"200": _ok("a page of jobs", obj), **_errors(400, 401)}}},
+                "summary": "Jobs, newest first",
+                "parameters": _page() + [_query("status", {"type": "string", "enum": [
+                    "queued", "running", "succeeded", "failed", "cancelled"]})],
+                "responses": {"200": _ok("a page of jobs", _ref("Page")), **_errors(400, 401)}}},
             "/api/v2/training/{job_id}": {"get": {
                 "summary": "A job's status, progress, best so far and result",
-                "parameters": job_id, "responses": {"200": _ok("the job", obj), **_errors(401, 404)}}},
+                "parameters": [_path("job_id")],
+                "responses": {"200": _ok("the job", _ref("Job")), **_errors(401, 404)}}},
             "/api/v2/training/{job_id}/trials": {"get": {
-                "summary": "A job's trials", "parameters": job_id + _page_params("order"),
-                "responses": {"200": _ok("a page of trials", obj), **_errors(400, 401, 404)}}},
+                "summary": "A job's trials",
+                "parameters": [_path("job_id"), *_page(),
+                               _query("order", {"type": "string", "enum": ["number", "value"]})],
+                "responses": {"200": _ok("a page of trials", _ref("Page")), **_errors(400, 401, 404)}}},
             "/api/v2/training/{job_id}/progress": {"get": {
                 "summary": "A job's progress events after an id",
-                "parameters": job_id + [{"name": "after", "in": "query", "schema": {"type": "integer"}}],
+                "parameters": [_path("job_id"), _query("after", {"type": "integer", "minimum": 0})],
                 "responses": {"200": _ok("progress rows", obj), **_errors(400, 401, 404)}}},
             "/api/v2/training/{job_id}/cancel": {"post": {
-                "summary": "Cancel a queued or running job", "parameters": job_id,
-                "responses": {"200": _ok("cancelled", obj), **_errors(401, 404, 409)}}},
+                "summary": "Cancel a queued or running job", "parameters": [_path("job_id")],
+                "responses": {"200": _ok("cancelled", _ref("Job")), **_errors(401, 404, 409)}}},
             "/api/v2/configurations": {"get": {
-                "summary": "Trained configurations",
-                "parameters": _page_params("strategy", "pair", "timeframe", "stage"),
-                "responses": {"200": _ok("a page of configurations", obj), **_errors(400, 401)}}},
+                "summary": "Trained configurations, in and out of sample side by side",
+                "parameters": _page("strategy", "pair", "timeframe", "stage"),
+                "responses": {"200": _ok("a page of configurations", _ref("Page")),
+                              **_errors(400, 401)}}},
             "/api/v2/configurations/{name}": {"get": {
-                "summary": "One configuration",
-                "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
-                "responses": {"200": _ok("the configuration", obj), **_errors(401, 404)}}},
-            "/api/v2/strategies": {"get": {"summary": "Strategies and their parameter spaces",
-                                           "responses": {"200": _ok("strategies", obj), **_errors(401)}}},
-            "/api/v2/market-data": {"get": {"summary": "Stored candle series",
-                                            "parameters": _page_params("exchange", "symbol", "timeframe")[2:],
-                                            "responses": {"200": _ok("series", obj), **_errors(401)}}},
+                "summary": "One configuration with its stage history",
+                "parameters": [_path("name")],
+                "responses": {"200": _ok("the configuration", _ref("Configuration")),
+                              **_errors(401, 404)}}},
+            "/api/v2/configurations/{name}/stage": {"post": {
+                "summary": "A person moves a configuration to a stage, with a reason",
+                "parameters": [_path("name")], "requestBody": _body("StageChange"),
+                "responses": {"200": _ok("the configuration, moved", _ref("Configuration")),
+                              **_errors(400, 401, 404, 409, 413, 415)}}},
+            "/api/v2/strategies": {"get": {
+                "summary": "Strategies and their parameter spaces",
+                "responses": {"200": _ok("strategies", obj), **_errors(401)}}},
+            "/api/v2/strategies/{name}": {"get": {
+                "summary": "One strategy and its parameter space", "parameters": [_path("name")],
+                "responses": {"200": _ok("the strategy", obj), **_errors(401, 404)}}},
+            "/api/v2/market-data": {"get": {
+                "summary": "Stored candle series: range, rows, calendar, bars a year, gaps",
+                "parameters": [_query("exchange"), _query("symbol"), _query("timeframe")],
+                "responses": {"200": _ok("series", obj), **_errors(401)}}},
+            "/api/v2/market-data/gaps": {"get": {
+                "summary": "Holes in one series, by its calendar",
+                "parameters": [{**_query("exchange"), "required": True},
+                               {**_query("symbol"), "required": True},
+                               {**_query("timeframe"), "required": True},
+                               _query("start", description="ISO date or epoch"),
+                               _query("end", description="ISO date or epoch")],
+                "responses": {"200": _ok("gaps", obj), **_errors(400, 401)}}},
             "/api/v2/queue": {"get": {"summary": "Queue depths and workers online",
                                       "responses": {"200": _ok("queues", obj), **_errors(401)}}},
+            "/api/v2/openapi.json": {"get": {"summary": "This document", "security": [],
+                                             "responses": {"200": _ok("the document", obj)}}},
             "/healthz": {"get": {"summary": "Liveness", "security": [],
-                                 "responses": {"200": _ok("alive")}}},
+                                 "responses": {"200": _ok("alive", obj)}}},
             "/readyz": {"get": {"summary": "Database and broker reachable", "security": [],
-                                "responses": {"200": _ok("ready"), "503": _ok("not ready")}}},
+                                "responses": {"200": _ok("ready", obj), "503": _ok("not ready", obj)}}},
+            "/metrics": {"get": {"summary": "Prometheus metrics (text exposition format)",
+                                 "security": [],
+                                 "responses": {"200": _ok("metrics", {"type": "string"},
+                                                          "text/plain")}}},
+            "/": {"get": {"summary": "The dashboard (HTML)", "security": [],
+                          "responses": {"200": _ok("the page", {"type": "string"}, "text/html")}}},
         },
     }
 

@@ -40,6 +40,12 @@ import warnings
 from dataclasses import dataclass
 
 from app.errors import InputError
+from app.optimize.optuna_adapter import (
+    add_trials_in_bulk,
+    set_study_system_attr,
+    study_system_attrs,
+    trial_system_attrs,
+)
 from app.optimize.space import SearchSpace
 
 __all__ = ["SEQUENTIAL_OPTIMIZERS", "PARTED_OPTIMIZERS", "PastTrial", "AskedTrial", "ask_round",
@@ -140,7 +146,7 @@ def _study(space: SearchSpace, sampler, history: list[PastTrial], study_attrs: d
 
     study = optuna.create_study(direction="maximize", sampler=sampler)
     for key, value in study_attrs.items():
-        study._storage.set_study_system_attr(study._study_id, key, value)
+        set_study_system_attr(study, key, value)
     dists = space.distributions()
     free = list(dists)
     study.add_trials([
@@ -183,14 +189,13 @@ def ask_round(space: SearchSpace, optimizer: str, seed: int, round_no: int, batc
             trial = study.ask(dists)
             params = space.complete(trial.params)
             if space.strategy.feasible(params):
-                frozen = study._storage.get_trial(trial._trial_id)
-                asked.append(AskedTrial(params, _jsonable(frozen.system_attrs)))
+                asked.append(AskedTrial(params, _jsonable(trial_system_attrs(study, trial))))
             else:
                 study.tell(trial, state=TrialState.FAIL)
                 if repairs is None:
                     repairs = space.sample(batch_size, round_seed + 1)
                 asked.append(AskedTrial(repairs[i], {"trad:repaired": True}))
-        state = _jsonable(study._storage.get_study_system_attrs(study._study_id))
+        state = _jsonable(study_system_attrs(study))
     return asked, state
 
 
@@ -221,68 +226,27 @@ def export_study(storage_url: str, study_name: str, space: SearchSpace,
         study = optuna.create_study(study_name=study_name, storage=storage, direction="maximize")
         dists = space.distributions()
         try:
-            _add_trials_in_bulk(storage, storage.get_study_id_from_name(study_name), dists,
-                                history, fail_reasons)
+            add_trials_in_bulk(storage, storage.get_study_id_from_name(study_name), dists,
+                               [(t.value, t.params, user_attrs(t, fail_reasons)) for t in history])
             return
         except (ImportError, AttributeError) as exc:  # an optuna whose table models moved
             log.warning("study export trial by trial study=%s reason=%r", study_name, str(exc))
         study.add_trials([
             create_trial(state=TrialState.COMPLETE if t.value is not None else TrialState.FAIL,
                          value=t.value, params={k: t.params[k] for k in dists},
-                         distributions=dists, user_attrs=_user_attrs(t, fail_reasons))
+                         distributions=dists, user_attrs=user_attrs(t, fail_reasons))
             for t in history
         ])
     finally:
         storage.engine.dispose()
 
 
-def _user_attrs(trial: PastTrial, fail_reasons: dict[int, str]) -> dict:
+
+
+def user_attrs(trial: PastTrial, fail_reasons: dict[int, str]) -> dict:
+    """What the optuna copy keeps of a trial besides its value: its number here, and why it
+    failed when it did."""
     attrs = {"trad_number": trial.number}
     if trial.value is None and trial.number in fail_reasons:
         attrs["trad_fail_reason"] = fail_reasons[trial.number]
     return attrs
-
-
-def _add_trials_in_bulk(storage, study_id: int, dists: dict, history: list[PastTrial],
-                        fail_reasons: dict[int, str]) -> None:
-    """The rows ``study.add_trials`` would write, one statement per table in one
-    transaction, through optuna's own table definitions. add_trials runs about ten
-    statements a trial (7-14 ms: a minute and more for 5,000 trials, a worker busy all
-    along); this writes 5,000 in 0.9 s on Postgres and 0.3 s on SQLite, 95 and 171 times
-    faster (bench/study_export.py). tests/integration/test_study_export.py checks that
-    optuna reads back the same study either way."""
-    from datetime import datetime, timezone
-
-    from optuna.distributions import distribution_to_json
-    from optuna.storages._rdb import models
-    from optuna.trial import TrialState
-    from sqlalchemy import insert, select
-
-    if not history:
-        return
-    trials = models.TrialModel.__table__
-    now = datetime.now(timezone.utc).replace(tzinfo=None)  # optuna stores naive UTC
-    as_json = {name: distribution_to_json(d) for name, d in dists.items()}
-    with storage.engine.begin() as conn:
-        conn.execute(insert(trials), [
-            {"number": i, "study_id": study_id,
-             "state": TrialState.COMPLETE if t.value is not None else TrialState.FAIL,
-             "datetime_start": now, "datetime_complete": now}
-            for i, t in enumerate(history)])
-        ids = dict(conn.execute(select(trials.c.number, trials.c.trial_id)
-                                .where(trials.c.study_id == study_id)).all())
-        conn.execute(insert(models.TrialParamModel.__table__), [
-            {"trial_id": ids[i], "param_name": name, "distribution_json": as_json[name],
-             "param_value": d.to_internal_repr(t.params[name])}
-            for i, t in enumerate(history) for name, d in dists.items()])
-        values = []
-        for i, t in enumerate(history):
-            if t.value is not None:
-                value, kind = models.TrialValueModel.value_to_stored_repr(t.value)
-                values.append({"trial_id": ids[i], "objective": 0, "value": value,
-                               "value_type": kind})
-        if values:
-            conn.execute(insert(models.TrialValueModel.__table__), values)
-        conn.execute(insert(models.TrialUserAttributeModel.__table__), [
-            {"trial_id": ids[i], "key": key, "value_json": json.dumps(value)}
-            for i, t in enumerate(history) for key, value in _user_attrs(t, fail_reasons).items()])

@@ -9,7 +9,6 @@ from app.config import Settings
 from app.db import training as repo
 from app.db.models import ConfigurationStageChange, TrainedConfiguration
 from app.db.session import session_scope
-from app.errors import InputError
 from app.services.jobs import Conflict, NotFound, page_args
 
 log = logging.getLogger(__name__)
@@ -97,27 +96,10 @@ def change_stage(settings: Settings, name: str, body, actor: str = "api") -> dic
     ``LIVE`` is only ever reached this way. A ``REJECTED`` configuration goes anywhere but
     ``RETIRED`` only with ``force: true`` (and the audit row says it was forced).
     """
-    from app.validation.lifecycle import STAGES
+    from app.schemas import parse_stage_change
 
-    if not isinstance(body, dict):
-        raise InputError("the body must be a JSON object")
-    unknown = set(body) - {"stage", "reason", "force"}
-    if unknown:
-        key = sorted(unknown)[0]
-        raise InputError(f"unknown field {key!r}", field=key, hint="fields: stage, reason, force")
-    stage = body.get("stage")
-    if not isinstance(stage, str) or stage.upper() not in STAGES:
-        from app.errors import did_you_mean
-
-        raise InputError(f"unknown stage {stage!r}", field="stage",
-                         hint=did_you_mean(str(stage).upper(), STAGES))
-    stage = stage.upper()
-    reason = body.get("reason")
-    if not isinstance(reason, str) or len(reason.strip()) < 3:
-        raise InputError("a reason is required (a few words: why this stage)", field="reason")
-    force = body.get("force", False)
-    if not isinstance(force, bool):
-        raise InputError("force must be true or false", field="force")
+    change = parse_stage_change(body)
+    stage, reason, force = change.stage, change.reason, change.force
     with session_scope(settings.database_url) as session:
         stmt = select(TrainedConfiguration).where(TrainedConfiguration.name == name)
         if session.get_bind().dialect.name == "postgresql":

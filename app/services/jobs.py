@@ -20,7 +20,7 @@ from app.db.models import (
 )
 from app.db.session import session_scope
 from app.errors import InputError
-from app.services.job_request import TrainingRequest, Unprocessable, parse_request
+from app.schemas import TrainingRequest, Unprocessable, parse_request
 from app.validation.split import parse_validation
 
 log = logging.getLogger(__name__)

@@ -4,7 +4,6 @@ transactions; callers pass settings and plain values."""
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -16,6 +15,7 @@ from app.data.timeutil import iso, now_ms, parse_time
 from app.db import market_data as repo
 from app.db.migrate import require_schema
 from app.db.session import session_scope
+from app.data.labels import check_exchange_name, check_symbol
 from app.errors import InputError, did_you_mean
 
 __all__ = [
@@ -53,22 +53,6 @@ class WriteReport:
                 "total_rows": self.total_rows}
 
 
-_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
-_SYMBOL = re.compile(r"^[A-Za-z0-9^][A-Za-z0-9_.:/\-]{0,63}$")
-
-
-def check_exchange_name(exchange: str) -> str:
-    """An exchange is a label for where candles come from: a ccxt id (``binanceus``), a
-    stock exchange (``nasdaq``, ``xlon``), a broker (``oanda``), ``synthetic``, ...; up to
-    64 letters, digits, ``_``, ``.`` or ``-``. Returned lower-cased. Only ``fetch`` needs
-    a ccxt id (``check_ccxt_exchange``)."""
-    key = str(exchange).strip()
-    if not _LABEL.match(key):
-        raise InputError(f"exchange {exchange!r} is not a label (1-64 letters, digits, _ . -)",
-                         field="exchange", hint="for example binanceus, nasdaq or oanda")
-    return key.lower()
-
-
 def check_ccxt_exchange(exchange: str) -> str:
     """An exchange ccxt can fetch from."""
     import ccxt
@@ -79,16 +63,6 @@ def check_ccxt_exchange(exchange: str) -> str:
                          hint=did_you_mean(key, ccxt.exchanges)
                          + "; candles from elsewhere go in with trad data import")
     return key
-
-
-def check_symbol(symbol: str) -> str:
-    """A symbol as the market names it: ``BTC/USDT``, ``GOOG``, ``EURUSD``, ``ES=F``...;
-    upper-cased (``fetch`` needs a ccxt market, BASE/QUOTE, and checks it there)."""
-    text = str(symbol).strip()
-    if not _SYMBOL.match(text.replace("=", "-")):
-        raise InputError(f"symbol {symbol!r} is not a symbol (1-64 letters, digits, / _ . : - =)",
-                         field="symbol", hint="for example BTC/USDT or GOOG")
-    return text.upper()
 
 
 def _check_timeframe(timeframe: str) -> str:

@@ -31,7 +31,7 @@ def test_the_bulk_copy_reads_back_as_optuna_writes_it(db_url, tmp_path, monkeypa
     def unavailable(*_args):
         raise ImportError("no bulk path")
 
-    monkeypatch.setattr(rounds, "_add_trials_in_bulk", unavailable)
+    monkeypatch.setattr(rounds, "add_trials_in_bulk", unavailable)
     export_study(url, "by-optuna", space, history)
     bulk, by_optuna = _seen(url, "bulk"), _seen(url, "by-optuna")
     assert len(bulk) == 30 and bulk == by_optuna

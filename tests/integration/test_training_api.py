@@ -240,3 +240,13 @@ def test_the_dashboard_page_follows_the_json_api(api):
     assert page.status_code == 200 and page.mimetype == "text/html"
     html = page.get_data(as_text=True)
     assert "/api/v2/training/jobs" in html and "/api/v2/configurations" in html
+
+
+def test_a_body_not_sent_as_json_is_refused_with_415_and_queues_nothing(api):
+    import json as _json
+
+    response = api.post("/api/v2/training/start", data=_json.dumps(OLD_BODY), content_type="text/plain")
+    assert response.status_code == 415
+    error = response.get_json()["error"]
+    assert error["code"] == "unsupported_media_type" and "Content-Type: application/json" in error["message"]
+    assert api.queued == []

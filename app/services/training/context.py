@@ -18,7 +18,7 @@ from app.db.models import TrainingJob
 from app.db.session import session_scope
 from app.errors import TradError
 from app.optimize.rounds import PastTrial
-from app.services.job_request import TrainingRequest
+from app.schemas import TrainingRequest, stored_request
 from app.validation.split import parse_validation
 
 log = logging.getLogger(__name__)
@@ -114,8 +114,8 @@ def round_of(job_id: str, number: int, chunks, priority: int, expected: int | No
 
 
 def request_of(job: TrainingJob) -> TrainingRequest:
-    data = dict(job.request)
-    return TrainingRequest(**data)
+    """The job's request as stored, checked again by the request model."""
+    return stored_request(job.request)
 
 
 def backtest_config(request: TrainingRequest, bars_per_year: float | None) -> BacktestConfig:

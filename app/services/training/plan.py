@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from app.optimize.chunks import chunk_bounds, chunk_size
 from app.optimize.rounds import SEQUENTIAL_OPTIMIZERS, PastTrial, ask_round, part_bounds
-from app.services.job_request import TrainingRequest
+from app.schemas import TrainingRequest
 from app.services.training.context import Chunk
 from app.strategies.runner import score_params
 

@@ -11,7 +11,7 @@ from app.db import training as repo
 from app.db.market_data import last_timestamp, load_candles
 from app.db.models import TrainingJob
 from app.db.session import session_scope
-from app.services.job_request import TrainingRequest
+from app.schemas import TrainingRequest
 from app.services.training.candle_cache import candles_cache
 from app.services.training.context import (
     ChildJob,

@@ -12,7 +12,7 @@ from app.db.models import TrainingJob
 from app.db.session import session_scope
 from app.optimize.objectives import get_objective
 from app.optimize.rounds import ask_round
-from app.services.job_request import TrainingRequest
+from app.schemas import TrainingRequest
 from app.services.training.candle_cache import load_job_candles
 from app.services.training.context import (
     Chunk,

@@ -15,7 +15,7 @@ from app.db.market_data import load_candles
 from app.db.models import TrainingJob
 from app.db.session import session_scope
 from app.errors import TradError
-from app.services.job_request import TrainingRequest
+from app.schemas import TrainingRequest
 from app.services.jobs import new_job_id, planned_trials
 from app.services.training.context import (
     ChildJob,

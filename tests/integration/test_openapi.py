@@ -1,0 +1,44 @@
+"""The OpenAPI document describes every route the app serves, with its answers, and its
+request schema is the model that checks the requests."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from app import create_app
+from app.schemas import TrainingRequest
+
+
+@pytest.fixture
+def app(tmp_path):
+    return create_app({"DATABASE_URL": f"sqlite:///{tmp_path}/t.sqlite3", "TRAD_HOME": str(tmp_path)})
+
+
+def test_every_route_of_the_app_is_in_the_document_with_its_methods(app):
+    document = app.test_client().get("/api/v2/openapi.json").get_json()
+    paths = document["paths"]
+    served = set()
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint == "static":
+            continue
+        path = re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", rule.rule)
+        for method in rule.methods - {"HEAD", "OPTIONS"}:
+            served.add((path, method.lower()))
+            assert path in paths, f"{path} is served and not in the OpenAPI document"
+            assert method.lower() in paths[path], f"{method} {path} is served and not documented"
+            assert paths[path][method.lower()]["responses"], f"{method} {path} has no answers"
+    documented = {(p, m) for p, ops in paths.items() for m in ops}
+    assert documented == served, documented ^ served
+
+
+def test_the_request_schema_is_the_models_own(app):
+    document = app.test_client().get("/api/v2/openapi.json").get_json()
+    schema = document["components"]["schemas"]["TrainingRequest"]
+    assert set(schema["properties"]) == set(TrainingRequest.model_fields)
+    assert schema["additionalProperties"] is False
+    assert sorted(schema["required"]) == ["strategy", "symbol", "timeframe"]
+    accepted = document["paths"]["/api/v2/training/start"]["post"]["responses"]["202"]
+    assert accepted["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/JobAccepted"}
+    assert document["components"]["schemas"]["JobAccepted"]["required"] == ["job_id", "status",
+                                                                            "status_url"]
