@@ -238,9 +238,7 @@ class TrainingRequest(BaseModel):
 
     def _check_plan(self) -> None:
         """The validation plan parses, the search space builds, a grid fits n_iterations."""
-        from app.validation.split import parse_validation
-
-        parse_validation(self.validation, self.run_validation)
+        self.plan  # noqa: B018 - parses, or raises naming the field
         space = self.space()
         if self.optimizer == "grid":
             size = len(space.grid())
@@ -261,6 +259,13 @@ class TrainingRequest(BaseModel):
         from app.strategies.registry import get_strategy
 
         return build_space(get_strategy(self.strategy), self.params, self.search_space)
+
+    @property
+    def plan(self):
+        """How the job validates its winner (``app.validation.split.ValidationPlan``)."""
+        from app.validation.split import parse_validation
+
+        return parse_validation(self.validation, self.run_validation)
 
     @property
     def rounds_batch(self) -> int:

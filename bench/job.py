@@ -181,7 +181,7 @@ def main() -> None:
                         assert job["status"] == "succeeded", job["error"]
                         walls[parts] = dt
                         work = backtest_seconds(url, job["job_id"])
-                        sampler = job["result"]["sampler_s"]
+                        sampler = job["stats"]["sampler_s"]
                         where = (f"sampler {sampler:.1f} core-s = {100 * sampler / (2 * dt):.1f}% of "
                                  f"2 x wall ({'in the callback' if parts == 1 else 'in the workers'})")
                         print(f"[3] bayesian {args.bayes_trials:,} trials x 1,000 candles, 2 worker "

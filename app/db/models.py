@@ -111,6 +111,8 @@ class TrainingJob(Base):
     best_value: Mapped[float | None] = mapped_column(Float(53))
     best_params: Mapped[dict | None] = mapped_column(JsonType)
     result: Mapped[dict | None] = mapped_column(JsonType)
+    # The job's own bookkeeping (est_trial_ms, sampler_s): for chunk sizing and benchmarks.
+    stats: Mapped[dict | None] = mapped_column(JsonType)
     error: Mapped[str | None] = mapped_column(Text)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     timeout_s: Mapped[float | None] = mapped_column(Float(53))

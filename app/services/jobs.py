@@ -21,7 +21,6 @@ from app.db.models import (
 from app.db.session import session_scope
 from app.errors import InputError
 from app.schemas import TrainingRequest, Unprocessable, parse_request
-from app.validation.split import parse_validation
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +88,7 @@ def submit(settings: Settings, body, enqueue: Callable[[str, int], None]) -> dic
 
 def planned_trials(request: TrainingRequest) -> int:
     per_run = len(request.space().grid()) if request.optimizer == "grid" else request.n_iterations
-    plan = parse_validation(request.validation, request.run_validation)
+    plan = request.plan
     # A walk-forward runs the search once per fold.
     return per_run * plan.folds if plan.method == "walk_forward" else per_run
 
@@ -135,6 +134,8 @@ def _job_view(job: TrainingJob, brief: bool = False) -> dict:
             "best_params": job.best_params,
             "deadline_at": job.deadline_at.isoformat() if job.deadline_at else None,
             "result": job.result,
+            # how the job went about it: estimated trial time, seconds in the sampler
+            "stats": job.stats,
         })
     return view
 

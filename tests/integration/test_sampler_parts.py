@@ -103,12 +103,12 @@ def test_population_samplers_ask_their_round_whole(settings, optimizer):
 def test_the_parts_asking_time_is_added_to_the_jobs_sampler_time(settings):
     job_id = submit_sma(settings, **BAYES)
     chunks = training.start_job(settings, job_id).chunks
-    before = jobs.get_job(settings, job_id)["result"]["sampler_s"]
+    before = jobs.get_job(settings, job_id)["stats"]["sampler_s"]
     assert all(training.run_chunk(settings, job_id, 0, c)["ask_s"] > 0 for c in chunks)
     # What the chord's callback sums from its chunks' results (workers/tasks.py).
     assert training.finish_round(settings, job_id, 0, 8, asked_s=2.5).number == 1
-    after = jobs.get_job(settings, job_id)["result"]["sampler_s"]
+    after = jobs.get_job(settings, job_id)["stats"]["sampler_s"]
     assert 2.5 <= after - before < 2.6
     # A duplicate of that finish (the chord's callback sent twice) adds nothing.
     assert training.finish_round(settings, job_id, 0, 8, asked_s=2.5) == training.Done(job_id, "running")
-    assert jobs.get_job(settings, job_id)["result"]["sampler_s"] == after
+    assert jobs.get_job(settings, job_id)["stats"]["sampler_s"] == after

@@ -9,7 +9,7 @@ from app.db.models import TrainingJob
 from app.db.session import session_scope
 from app.services.training.context import JobFailed, request_of
 from app.strategies.cache import IndicatorCache
-from app.validation.split import holdout_split, parse_validation
+from app.validation.split import holdout_split
 
 candles_cache: dict[str, tuple[Candles, IndicatorCache]] = {}
 
@@ -28,7 +28,7 @@ def load_job_candles(settings: Settings, job: TrainingJob) -> tuple[Candles, Ind
         candles = load_candles(session, job.exchange, job.symbol, job.timeframe,
                                job.data_start, job.data_end)
     request = request_of(job)
-    plan = parse_validation(request.validation, request.run_validation)
+    plan = request.plan
     if plan.method == "holdout":
         candles = candles.slice(0, holdout_split(len(candles), plan.test_fraction))
     if candles.fingerprint != key:

@@ -19,7 +19,6 @@ from app.db.session import session_scope
 from app.errors import TradError
 from app.optimize.rounds import PastTrial
 from app.schemas import TrainingRequest, stored_request
-from app.validation.split import parse_validation
 
 log = logging.getLogger(__name__)
 
@@ -178,8 +177,7 @@ def count_recovery(session, job: TrainingJob, what: str) -> None:
 
 def is_walk_forward(job: TrainingJob, request: TrainingRequest) -> bool:
     """A walk-forward's parent job (its folds are child jobs with their own rounds)."""
-    return job.parent_id is None and parse_validation(
-        request.validation, request.run_validation).method == "walk_forward"
+    return job.parent_id is None and request.plan.method == "walk_forward"
 
 
 def fold_jobs(session, parent_id: str) -> list[TrainingJob]:

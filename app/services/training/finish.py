@@ -42,7 +42,7 @@ from app.strategies.runner import run_strategy, run_window, strategy_returns
 from app.validation.confidence import Thresholds
 from app.validation.lookahead import check_lookahead
 from app.validation.pbo import representative_trials
-from app.validation.split import holdout_split, parse_validation
+from app.validation.split import holdout_split
 from app.validation.trust import aggregate_returns, assess_search
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ def finish_round(settings: Settings, job_id: str, round_no: int, expected: int,
     that step again. Without ``resume`` such a call is a duplicate and does nothing.
 
     ``asked_s``: what the round's chunks spent asking their parts (core-seconds), added to
-    the job's ``result.sampler_s`` with the callback's own asking time."""
+    the job's ``stats.sampler_s`` with the callback's own asking time."""
     with session_scope(settings.database_url) as session:
         job = repo.lock_job(session, job_id)
         if job is None or job.status != "running":
@@ -92,7 +92,7 @@ def finish_round(settings: Settings, job_id: str, round_no: int, expected: int,
                 history = job_history(session, job_id) if request.parts == 1 else []
                 first = len(history) if request.parts == 1 else job.trials_done
                 state = dict(job.sampler_state or {})
-                est = (job.result or {}).get("est_trial_ms", 1.0) / 1e3
+                est = (job.stats or {}).get("est_trial_ms", 1.0) / 1e3
                 n_trials, seed, priority = job.n_trials, job.seed, job.priority
             else:
                 job.round = round_no + 1  # claims the finish: a duplicate now stops above
@@ -116,11 +116,11 @@ def finish_round(settings: Settings, job_id: str, round_no: int, expected: int,
 
 
 def _add_sampler_time(job: TrainingJob, seconds: float) -> None:
-    """``result.sampler_s``: core-seconds the job spent asking its sampler (the callback's
+    """``stats.sampler_s``: core-seconds the job spent asking its sampler (the callback's
     asks, and the workers' when a round is asked in parts), kept for the benchmarks."""
-    result = dict(job.result or {})
-    result["sampler_s"] = round(result.get("sampler_s", 0.0) + seconds, 6)
-    job.result = result
+    stats = dict(job.stats or {})
+    stats["sampler_s"] = round(stats.get("sampler_s", 0.0) + seconds, 6)
+    job.stats = stats
 
 
 PBO_SPLITS = 16
@@ -217,7 +217,7 @@ def finish_job(settings: Settings, job_id: str) -> str:
                                job.data_start, job.data_end)
     strategy = get_strategy(request.strategy)
     config = backtest_config(request, job.bars_per_year)
-    plan = parse_validation(request.validation, request.run_validation)
+    plan = request.plan
     split = holdout_split(len(candles), plan.test_fraction) if plan.method == "holdout" else None
     trained_on = candles if split is None else candles.slice(0, split)
     if trained_on.fingerprint != job.data_fingerprint:

@@ -33,7 +33,7 @@ from app.services.training.walk_forward import start_walk_forward
 from app.strategies.cache import IndicatorCache
 from app.strategies.registry import get_strategy
 from app.validation.lookahead import check_lookahead
-from app.validation.split import holdout_split, parse_validation
+from app.validation.split import holdout_split
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ def start_job(settings: Settings, job_id: str, resume: bool = False) -> Round | 
                                start, end)
         data = series_data(session, request.exchange, request.symbol, request.timeframe, candles,
                            request.bars_per_year)
-    plan = parse_validation(request.validation, request.run_validation)
+    plan = request.plan
     if plan.method == "walk_forward":
         return start_walk_forward(settings, job_id, request, plan, candles, data)
     train = candles
@@ -134,9 +134,9 @@ def start_job(settings: Settings, job_id: str, resume: bool = False) -> Round | 
         job.bars_per_year = data["bars_per_year"]
         job.round_plan = draft.round_plan
         job.sampler_state = draft.sampler_state
-        job.result = {"bars": len(candles), "train_bars": len(train), "data": data,
-                      "est_trial_ms": round(per_trial * 1e3, 4),
-                      "sampler_s": round(draft.sampler_s, 6)}
+        job.result = {"bars": len(candles), "train_bars": len(train), "data": data}
+        job.stats = {"est_trial_ms": round(per_trial * 1e3, 4),
+                     "sampler_s": round(draft.sampler_s, 6)}
         repo.add_progress(session, job, "running",
                           f"{len(train)} bars, {job.n_trials} trials, round 0: "
                           f"{len(draft.chunks)} chunks")

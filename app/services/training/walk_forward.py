@@ -34,7 +34,6 @@ from app.strategies.registry import get_strategy
 from app.strategies.runner import run_window
 from app.validation.confidence import Thresholds
 from app.validation.lookahead import check_lookahead
-from app.validation.split import parse_validation
 from app.validation.trust import assess_walk_forward
 
 log = logging.getLogger(__name__)
@@ -176,7 +175,7 @@ def _finish_walk_forward(settings: Settings, parent_id: str) -> None:
                         f"{candles.fingerprint[:12]} != {parent.data_fingerprint[:12]}), so its "
                         "folds no longer match its data; resubmit the job")
     request = request_of(parent)
-    plan = parse_validation(request.validation, request.run_validation)
+    plan = request.plan
     folds = plan_folds(len(candles), plan.folds, plan.train_bars, plan.test_bars, plan.anchored)
     if len(folds) != len(children):
         raise JobFailed(f"the walk-forward planned {len(children)} folds and its data now gives "
