@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench up install clean
+.PHONY: run test fuzz bench up install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,11 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The API against its own OpenAPI document, longer and with a fresh random seed each run
+fuzz: $(STAMP)
+	TRAD_FUZZ_EXAMPLES=$${TRAD_FUZZ_EXAMPLES:-500} TRAD_FUZZ_RANDOM=1 \
+		$(BIN)/python -m pytest -p no:cacheprovider tests/integration/test_api_fuzz.py $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/engine.py

@@ -66,45 +66,70 @@ def print_result(job: dict, out=None) -> None:
         return
     ins = result["in_sample"]
     oos = result.get("out_of_sample")
+    wf = result.get("walk_forward")
+    data = result.get("data") or {}
+    trust = result.get("trust") or {}
+    request = job.get("request") or {}
+    folds = len(wf["folds"]) if wf else 0
+    trials = f"{job['trials_done']}" + (f" ({job['trials_done'] // folds} a fold x {folds} folds)"
+                                         if folds else "")
     lines = [
         f"best configuration  {result['configuration']}",
         f"strategy            {job['strategy']} on {job['exchange']} {job['symbol']} {job['timeframe']}",
-        f"trials              {job['trials_done']} ({job['optimizer']}, seed {job['seed']})",
-        f"params              {json.dumps(result['best_params'])}",
-        f"{result['objective']:<20}{result['best_value']:.4f}",
+    ]
+    if data:
+        split = (f"; {result.get('train_bars', '?')} in sample, the latest "
+                 f"{data['bars'] - result.get('train_bars', data['bars'])} held out"
+                 if oos and not wf else "")
+        lines.append(f"data                {data['bars']} bars, {data['first']} to {data['last']}{split}")
+    lines += [
+        f"trials              {trials} ({job['optimizer']}, seed {job['seed']})",
+        f"params              {json.dumps(result['best_params'])}" + ("  (the last fold's winner)"
+                                                                     if wf else ""),
+        f"{result['objective']:<20}{result['best_value'] or 0.0:.4f}"
+        + ("  (the last fold's, in its training window)" if wf else "  (in sample)"),
         f"in sample           sharpe {ins['sharpe_ratio']:.3f}  net profit {ins['net_profit']:.2f}  "
-        f"trades {ins['num_trades']}  max drawdown {ins['max_drawdown']:.2%}",
+        f"trades {ins['num_trades']}  max drawdown {ins['max_drawdown']:.2%}"
+        + ("  (folds' average; trades: the fewest)" if wf else ""),
     ]
     if oos:
         lines.append(f"out of sample       sharpe {oos['sharpe_ratio']:.3f}  net profit "
                      f"{oos['net_profit']:.2f}  trades {oos['num_trades']}  max drawdown "
-                     f"{oos['max_drawdown']:.2%}")
-    wf = result.get("walk_forward")
+                     f"{oos['max_drawdown']:.2%}" + ("  (the test windows, stitched)" if wf else ""))
     if wf:
-        lines.append(f"walk-forward        {len(wf['folds'])} folds, efficiency {wf['wfe']:.2f}; "
-                     "out of sample above is the stitched test windows")
-    trust = result.get("trust") or {}
+        lines.append(f"walk-forward        {folds} folds, efficiency {wf['wfe']:.2f} (annualised "
+                     "mean return out of sample over in sample)")
     if trust.get("deflated_sharpe"):
         pbo = trust.get("pbo")
+        few = pbo and trust.get("pbo_trials", 0) < 16
         lines.append(f"selection bias      deflated Sharpe {trust['deflated_sharpe']['dsr']:.3f} "
                      f"(best of {trust['n_trials']} distinct trials"
                      + (f" in {trust['runs']} runs" if trust.get("runs", trust["n_trials"])
                         != trust["n_trials"] else "")
                      + f", {trust.get('effective_trials', trust['n_trials']):.1f} effectively "
                        "independent)"
-                     + (f"  PBO {pbo['pbo']:.2f} (over {trust['pbo_trials']} trials spanning the search)"
-                        if pbo else ""))
+                     + (f"  PBO {pbo['pbo']:.2f} (over {trust['pbo_trials']} trials that made "
+                        "min_trades, spanning the search" + ("; few: a rough figure" if few else "")
+                        + ")" if pbo else ""))
     if trust.get("psr_oos") is not None:
         lines.append(f"out-of-sample       PSR {trust['psr_oos']:.3f} (held-out record, Sharpe > 0); "
                      f"evidence in and out of sample {trust['evidence']:.3f}")
-    data = result.get("data") or {}
+    lookahead = trust.get("lookahead")
+    lines.append("lookahead           " + (lookahead["message"] if lookahead else
+                                          "none found (targets unchanged when later bars are "
+                                          "cut, doubled or halved)"))
     if data:
         lines.append(f"annualised with     {data['bars_per_year']:g} bars a year "
                      f"({data['bars_per_year_source']}, calendar {data['calendar']})"
                      + ("; SYNTHETIC data" if data.get("synthetic") else ""))
+    lines.append(f"costs               fee {request.get('fee', 0.001):g} of notional a fill, "
+                 f"slippage {request.get('slippage_bps', 0):g} bps; profits in quote currency "
+                 "from 10,000")
     lines.append(f"confidence          {result['confidence']:.3f}")
-    lines.append(f"lifecycle stage     {result['lifecycle_stage']}"
-                 + (f"  ({'; '.join(result['reasons'])})" if result.get("reasons") else ""))
+    reasons = "; ".join(result.get("reasons") or [])
+    stage = result["lifecycle_stage"]
+    why = {"REJECTED": "rejected: ", "PAPER": "not a live candidate: "}.get(stage, "")
+    lines.append(f"lifecycle stage     {stage}" + (f"  ({why}{reasons})" if reasons else ""))
     out.write("\n".join(lines) + "\n")
 
 

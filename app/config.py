@@ -126,6 +126,9 @@ class Settings:
     # TRAD_THRESHOLD_<FIELD> variables, e.g. TRAD_THRESHOLD_LIVE_MIN_DSR=0.97.
     thresholds: object = None
     max_trials: int = 1_000_000
+    # Cap on a job's trials times bars (TRAD_MAX_COST): 2e11 is 200,000 trials over a
+    # million bars, about an hour on one core.
+    max_cost: int = 200_000_000_000
     # How many workers share the asks of each bayesian round (a job's sampler_parts when it
     # does not say). More parts, faster rounds on as many workers, slightly weaker search.
     sampler_parts: int = 2
@@ -203,8 +206,9 @@ def load_settings(environ: dict | None = None) -> Settings:
         parse_watch_entry(entry)
     try:
         max_trials = int(env.get("TRAD_MAX_TRIALS", "1000000"))
+        max_cost = int(float(env.get("TRAD_MAX_COST", "2e11")))
     except ValueError:
-        raise InputError("TRAD_MAX_TRIALS must be an integer") from None
+        raise InputError("TRAD_MAX_TRIALS and TRAD_MAX_COST must be numbers") from None
     limits = _time_limits(env)
     parts = _float(env, "TRAD_SAMPLER_PARTS", 2)
     if parts != int(parts) or not 1 <= parts <= 64:
@@ -217,6 +221,7 @@ def load_settings(environ: dict | None = None) -> Settings:
         api_tokens=tokens,
         data_watch=watch,
         max_trials=max_trials,
+        max_cost=max_cost,
         sampler_parts=int(parts),
         data_watch_interval_s=_float(env, "TRAD_DATA_WATCH_INTERVAL_S", 60.0),
         watchdog_interval_s=_float(env, "TRAD_WATCHDOG_INTERVAL_S", 60.0),

@@ -4,7 +4,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
-__all__ = ["TradError", "InputError", "did_you_mean"]
+__all__ = ["TradError", "InputError", "did_you_mean", "no_nul"]
 
 
 class TradError(Exception):
@@ -48,3 +48,17 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     if close:
         return "did you mean " + " or ".join(by_upper[c] for c in close) + "?"
     return "known: " + ", ".join(choices)
+
+
+def no_nul(value, where: str, kind=InputError) -> None:
+    """A NUL character is in no name, date or reason Trad takes; a database cannot store it."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise kind(f"{where} holds a NUL character (\\u0000)", field=where, hint="remove it")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            no_nul(key, where, kind)
+            no_nul(item, f"{where}.{key}", kind)
+    elif isinstance(value, list):
+        for item in value:
+            no_nul(item, where, kind)

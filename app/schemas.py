@@ -26,13 +26,14 @@ request that was checked when it was submitted.
 from __future__ import annotations
 
 import math
+import re
 import secrets
 from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from app.backtest.candles import TIMEFRAMES
-from app.errors import InputError, did_you_mean
+from app.errors import InputError, did_you_mean, no_nul
 from app.optimize.objectives import OBJECTIVES
 from app.optimize.rounds import PARTED_OPTIMIZERS, SEQUENTIAL_OPTIMIZERS
 
@@ -42,6 +43,7 @@ OPTIMIZERS = ("grid", "random", *SEQUENTIAL_OPTIMIZERS)
 DEFAULT_TIMEOUT_S = 6 * 3600.0
 DEFAULT_BATCH = {"bayesian": 32, "cmaes": 16, "genetic": 32}
 MAX_SAMPLER_PARTS = 64
+MAX_TIMEOUT_S = 30 * 86_400.0
 
 
 class Unprocessable(InputError):
@@ -70,6 +72,8 @@ def _number(value, info):
 def _text(value, info):
     if not isinstance(value, str) or not value.strip():
         raise InputError(f"{info.field_name} must be a non-empty string", field=info.field_name)
+    if "\x00" in value:
+        raise InputError(f"{info.field_name} holds a NUL character", field=info.field_name)
     return value.strip()
 
 
@@ -86,11 +90,30 @@ def _object(value, info):
     return value
 
 
-def _time(value, info):
-    from app.data.timeutil import parse_time
+# Candle times Trad takes: from 1970 to 2200 (epoch ms).
+_TIME_RANGE = (0, 7_258_118_400_000)
 
+
+def _time(value, info):
+    from app.data.timeutil import iso, parse_time
+
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InputError(f"{info.field_name} must be a date, got {value!r}", field=info.field_name)
     if isinstance(value, (int, float, str)) and not isinstance(value, bool):
-        return parse_time(value, info.field_name)
+        # A date written as one (ISO-8601) that Trad cannot use (year 0, the year 3000) is a
+        # 422; text that is no date at all, or epoch ms outside the documented range, a 400.
+        dated = isinstance(value, str) and re.match(r"^\s*\d{4}-\d{2}-\d{2}", value) is not None
+        try:
+            ms = parse_time(value, info.field_name)
+        except InputError as exc:
+            if dated:
+                raise Unprocessable(exc.message, field=info.field_name, hint=exc.hint) from None
+            raise
+        if not _TIME_RANGE[0] <= ms < _TIME_RANGE[1]:
+            raise (Unprocessable if dated else InputError)(
+                f"{info.field_name} must fall between {iso(_TIME_RANGE[0])} and "
+                f"{iso(_TIME_RANGE[1])}", field=info.field_name)
+        return ms
     raise InputError(f"{info.field_name} must be a date (ISO-8601) or epoch ms, got {value!r}",
                      field=info.field_name)
 
@@ -100,8 +123,23 @@ Number = Annotated[float, BeforeValidator(_number)]
 Text = Annotated[str, BeforeValidator(_text)]
 Flag = Annotated[bool, BeforeValidator(_flag)]
 Object = Annotated[dict, BeforeValidator(_object)]
-Time = Annotated[int, BeforeValidator(_time),
-                 Field(json_schema_extra={"type": ["integer", "string"], "examples": ["2024-01-01"]})]
+def _time_schema(schema: dict) -> None:
+    """A time as the API takes it: epoch ms in range, or an ISO-8601 date or date-time."""
+    schema.clear()
+    schema.update({"anyOf": [
+        {"type": "integer", "minimum": _TIME_RANGE[0], "maximum": _TIME_RANGE[1] - 1},
+        {"type": "string", "format": "date"}, {"type": "string", "format": "date-time"}],
+        "examples": ["2024-01-01"]})
+
+
+Time = Annotated[int, BeforeValidator(_time), Field(json_schema_extra=_time_schema)]
+
+
+def _validation_schema(schema: dict) -> None:
+    """``validation`` as ``parse_validation`` takes it: one of the plans, or null."""
+    from app.validation.split import VALIDATION_SCHEMAS
+
+    schema["anyOf"] = [*VALIDATION_SCHEMAS, {"type": "null"}]
 
 
 def _check(ok: bool, message: str, field: str, hint: str | None = None, kind=InputError) -> None:
@@ -115,10 +153,13 @@ class TrainingRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, title="TrainingRequest")
 
     strategy: Text = Field(description="strategy name, e.g. LIQUIDITY_SWEEP (GET /api/v2/strategies)",
-                           examples=["LIQUIDITY_SWEEP"])
+                           examples=["LIQUIDITY_SWEEP"],
+                           json_schema_extra={"pattern": r"^[A-Za-z][A-Za-z0-9_]{0,63}$"})
     symbol: Text = Field(description="as the market names it: BTC/USDT, GOOG, EURUSD",
-                         examples=["BTC/USDT"])
-    exchange: Text = Field("binanceus", description="the label the candles are stored under")
+                         examples=["BTC/USDT"],
+                         json_schema_extra={"pattern": r"^[A-Za-z0-9^][A-Za-z0-9_.:/=\-]{0,63}$"})
+    exchange: Text = Field("binanceus", description="the label the candles are stored under",
+                           json_schema_extra={"pattern": r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"})
     timeframe: Text = Field(description="bar length", json_schema_extra={"enum": list(TIMEFRAMES)})
     optimizer: Text = Field("random", json_schema_extra={"enum": list(OPTIMIZERS)},
                             description="grid, random, bayesian (TPE), cmaes or genetic (NSGA-II)")
@@ -126,7 +167,7 @@ class TrainingRequest(BaseModel):
                                   json_schema_extra={"minimum": 1})
     lookback_days: Number | None = Field(None, description="days of data before the newest "
                                          "stored candle (30 without start)",
-                                         json_schema_extra={"exclusiveMinimum": 0})
+                                         json_schema_extra={"exclusiveMinimum": 0, "maximum": 36_525})
     start: Time | None = Field(None, description="first candle (ISO date or epoch ms), instead "
                                "of lookback_days")
     end: Time | None = Field(None, description="end of the data, exclusive (ISO date or epoch ms)")
@@ -144,7 +185,7 @@ class TrainingRequest(BaseModel):
     priority: Integer = Field(5, description="0-9, 9 runs first",
                               json_schema_extra={"minimum": 0, "maximum": 9})
     timeout_s: Number = Field(DEFAULT_TIMEOUT_S, description="fail the job if not done by then",
-                              json_schema_extra={"exclusiveMinimum": 0})
+                              json_schema_extra={"exclusiveMinimum": 0, "maximum": MAX_TIMEOUT_S})
     params: Object = Field(default_factory=dict, description="parameters fixed to values")
     search_space: Object = Field(default_factory=dict, description="narrowed bounds: "
                                  '{"fast": [5, 50]} or {"slow": {"low": 20, "high": 200, "step": 10}}')
@@ -153,7 +194,8 @@ class TrainingRequest(BaseModel):
     run_validation: Flag = Field(False, description="hold out the latest 30 % (holdout)")
     validation: Object | None = Field(None, description='{"method": "holdout", "test_fraction": '
                                       '0.3} or {"method": "walk_forward", "folds": 5}',
-                                      examples=[{"method": "holdout", "test_fraction": 0.3}])
+                                      examples=[{"method": "holdout", "test_fraction": 0.3}],
+                                      json_schema_extra=_validation_schema)
     sampler_parts: Integer | None = Field(None, description="bayesian: workers that share each "
                                           "round's asks (default TRAD_SAMPLER_PARTS)",
                                           json_schema_extra={"minimum": 1,
@@ -171,6 +213,9 @@ class TrainingRequest(BaseModel):
 
         context = info.context or {}
         values: dict[str, Any] = {}
+        for name in ("params", "search_space", "validation"):
+            # JSON may hold NUL characters; no parameter name or value Trad stores does.
+            no_nul(getattr(self, name), name, Unprocessable)
         try:
             values["strategy"] = get_strategy(self.strategy).name
         except InputError as exc:
@@ -191,13 +236,13 @@ class TrainingRequest(BaseModel):
                "n_iterations", "ask for fewer trials or raise TRAD_MAX_TRIALS", Unprocessable)
         if self.start is not None:
             _check(self.lookback_days is None, "give start/end or lookback_days, not both",
-                   "lookback_days")
+                   "lookback_days", kind=Unprocessable)
         elif self.lookback_days is None:
             values["lookback_days"] = 30.0
-        _check(self.lookback_days is None or self.lookback_days > 0,
-               "lookback_days must be positive", "lookback_days")
+        _check(self.lookback_days is None or 0 < self.lookback_days <= 36_525,
+               "lookback_days must be positive and at most 36525 (a hundred years)", "lookback_days")
         _check(self.start is None or self.end is None or self.end > self.start,
-               "end must be after start", "end")
+               "end must be after start", "end", kind=Unprocessable)
         _check(self.min_trades >= 0, "min_trades must be 0 or more", "min_trades")
         _check(0 <= self.fee < 0.1, f"fee={self.fee} is a fraction of notional in [0, 0.1)", "fee",
                "0.001 is 0.1 %")
@@ -206,7 +251,8 @@ class TrainingRequest(BaseModel):
                "seed")
         _check(0 <= self.priority <= 9, "priority must be between 0 and 9 (9 runs first)",
                "priority")
-        _check(self.timeout_s > 0, "timeout_s must be positive", "timeout_s")
+        _check(0 < self.timeout_s <= MAX_TIMEOUT_S, f"timeout_s must be positive and at most "
+               f"{MAX_TIMEOUT_S:,.0f} (30 days)", "timeout_s")
         _check(self.batch_size is None or 1 <= self.batch_size <= 10_000,
                "batch_size must be between 1 and 10000", "batch_size")
         _check(self.bars_per_year is None or 0 < self.bars_per_year <= 600_000,
@@ -225,7 +271,7 @@ class TrainingRequest(BaseModel):
         given = self.sampler_parts
         if self.optimizer not in PARTED_OPTIMIZERS:
             _check(given in (None, 1), f"sampler_parts applies to {', '.join(PARTED_OPTIMIZERS)} "
-                   f"only, not {self.optimizer}", "sampler_parts", "leave it out")
+                   f"only, not {self.optimizer}", "sampler_parts", "leave it out", Unprocessable)
             return None
         batch = self.rounds_batch
         if given is None:
@@ -233,21 +279,37 @@ class TrainingRequest(BaseModel):
         _check(1 <= given <= MAX_SAMPLER_PARTS,
                f"sampler_parts must be between 1 and {MAX_SAMPLER_PARTS}", "sampler_parts")
         _check(given <= batch, f"sampler_parts={given} is more than the {batch} trials of a round",
-               "sampler_parts", "raise batch_size or lower sampler_parts")
+               "sampler_parts", "raise batch_size or lower sampler_parts", Unprocessable)
         return given
 
     def _check_plan(self) -> None:
-        """The validation plan parses, the search space builds, a grid fits n_iterations."""
+        """The validation plan parses, the search space builds, a grid fits n_iterations:
+        what the schema cannot say of ``params`` and ``search_space`` (their contents depend
+        on the strategy) is a 422; a plan the document's own schema refuses is a 400."""
         self.plan  # noqa: B018 - parses, or raises naming the field
-        space = self.space()
+        try:
+            space = self.space()
+        except Unprocessable:
+            raise
+        except InputError as exc:
+            raise Unprocessable(exc.message, field=exc.field, hint=exc.hint) from None
+        if self.optimizer != "grid":
+            try:   # a space whose constraints leave nothing (fast fixed above slow)
+                space.sample(1, 0)
+            except InputError as exc:
+                raise Unprocessable(exc.message, field=exc.field, hint=exc.hint) from None
         if self.optimizer == "grid":
-            size = len(space.grid())
+            try:
+                size = space.feasible_grid_size()
+            except InputError as exc:
+                raise Unprocessable(exc.message, field=exc.field, hint=exc.hint) from None
             _check(size > 0, "the grid has no feasible point", "search_space", kind=Unprocessable)
+            fits = (f"set n_iterations to {size}, " if size <= 1_000_000 else "") + (
+                "narrow search_space (add a step or tighter bounds), fix some params, or use "
+                "optimizer random or bayesian")
             _check(size <= self.n_iterations,
-                   f"the grid has {size} feasible points, more than n_iterations={self.n_iterations}",
-                   "n_iterations", f"set n_iterations to {size}, narrow search_space (add a step or "
-                   "tighter bounds), fix some params, or use optimizer random or bayesian",
-                   Unprocessable)
+                   f"the grid has {size:,} feasible points, more than n_iterations="
+                   f"{self.n_iterations}", "n_iterations", fits, Unprocessable)
 
     # -- what the job's steps read ---------------------------------------------------------
 
@@ -329,6 +391,12 @@ def openapi_schema() -> dict:
 # -- the other bodies and the answers the OpenAPI document describes -------------------------
 
 
+# What str.strip() removes, spelled out so the document's pattern and the check agree
+_WS = "\\t\\n\\v\\f\\r\\x1c-\\x1f \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000"
+# A reason: at least three characters once surrounding whitespace is stripped, no NUL
+REASON_PATTERN = f"^[{_WS}]*[^{_WS}\\u0000][^\\u0000]+[^{_WS}\\u0000][{_WS}]*$"
+
+
 class StageChange(BaseModel):
     """A person moves a configuration to a lifecycle stage, saying why."""
 
@@ -338,7 +406,8 @@ class StageChange(BaseModel):
                         json_schema_extra={"enum": ["REJECTED", "PAPER", "LIVE_CANDIDATE", "LIVE",
                                                     "RETIRED"]})
     reason: Text = Field(description="why this stage, a few words at least (kept in the audit trail)",
-                         json_schema_extra={"minLength": 3})
+                         json_schema_extra={"minLength": 3, "maxLength": 2000,
+                                            "pattern": REASON_PATTERN})
     force: Flag = Field(False, description="needed to move a REJECTED configuration anywhere "
                         "but RETIRED")
 
@@ -349,7 +418,7 @@ class StageChange(BaseModel):
         stage = self.stage.upper()
         _check(stage in STAGES, f"unknown stage {self.stage!r}", "stage",
                did_you_mean(stage, STAGES))
-        _check(len(self.reason.strip()) >= 3, "a reason is required (a few words: why this stage)",
+        _check(re.fullmatch(REASON_PATTERN, self.reason) is not None, "a reason is required (a few words: why this stage)",
                "reason")
         return self.model_copy(update={"stage": stage, "reason": self.reason.strip()})
 

@@ -7,7 +7,7 @@ import logging
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from app.api.common import json_body, settings_of
+from app.api.common import JobIdConverter, json_body, refuse_nul, settings_of
 from app.config import Settings, load_settings
 from app.errors import InputError, TradError
 
@@ -65,7 +65,10 @@ def _register_errors(app: Flask) -> None:
         message = exc.description or exc.name
         if exc.code == 413:
             message = f"request body over {MAX_BODY_BYTES} bytes; send a smaller body"
-        return _error(exc.code or 500, code, message)
+        body, status = _error(exc.code or 500, code, message)
+        # What the exception says of itself (a 405's Allow), but not its own content type.
+        headers = [(k, v) for k, v in exc.get_headers() if k.lower() != "content-type"]
+        return body, status, headers
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):
@@ -83,11 +86,16 @@ def build_app(test_config: dict | None = None) -> Flask:
 
     configure_logging(settings.log_level)
     app = Flask(__name__)
-    app.config.update(MAX_CONTENT_LENGTH=MAX_BODY_BYTES, JSON_SORT_KEYS=False)
+    # No automatic OPTIONS: a route answers the methods the OpenAPI document lists (an
+    # OPTIONS is a 405 with the Allow header naming them).
+    app.config.update(MAX_CONTENT_LENGTH=MAX_BODY_BYTES, JSON_SORT_KEYS=False,
+                      PROVIDE_AUTOMATIC_OPTIONS=False)
     app.config.update(test_config)
+    app.url_map.converters["job"] = JobIdConverter
     app.extensions["trad.settings"] = settings
     app.extensions["trad.enqueue"] = test_config.get("ENQUEUE") or _default_enqueue
     _register_errors(app)
+    app.before_request(refuse_nul)
     app.before_request(lambda: _check_token(settings))
     if not settings.api_tokens:
         log.warning("api open: TRAD_API_TOKENS is not set, so /api/v2 takes requests "

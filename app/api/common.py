@@ -2,11 +2,20 @@
 from __future__ import annotations
 
 from flask import Flask, request
+from werkzeug.routing import BaseConverter
 
 from app.config import Settings
-from app.errors import InputError
+from app.errors import InputError, no_nul
 
-__all__ = ["UnsupportedMediaType", "json_body", "settings_of"]
+__all__ = ["JobIdConverter", "UnsupportedMediaType", "json_body", "no_nul", "refuse_nul",
+           "settings_of"]
+
+
+class JobIdConverter(BaseConverter):
+    """A job id in a path: any segment but ``start`` and ``jobs``, the training routes' own
+    words (so ``GET /training/start`` is a 405 naming POST, not a job called start)."""
+
+    regex = r"(?!(?:start|jobs)\b)[^/]+"
 
 
 class UnsupportedMediaType(InputError):
@@ -36,3 +45,46 @@ def json_body():
     if not isinstance(body, dict):
         raise InputError("the body must be a JSON object")
     return body
+
+
+def refuse_nul():
+    """Before every request: no NUL in the path or the query, and no query parameter the
+    operation does not take (a misspelt filter would silently filter nothing)."""
+    no_nul(request.path, "path")
+    for key, values in request.args.lists():
+        no_nul(key, "query")
+        for v in values:
+            no_nul(v, key)
+            if len(v) > MAX_QUERY_VALUE:
+                raise InputError(f"{key} is {len(v)} characters long, more than {MAX_QUERY_VALUE}",
+                                 field=key)
+    if request.url_rule is None:
+        return
+    import re
+
+    from app.errors import did_you_mean
+
+    path = re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", request.url_rule.rule)
+    allowed = _query_names().get((path, request.method.lower()))
+    if allowed is None:
+        return
+    for key in request.args:
+        if key not in allowed:
+            raise InputError(f"unknown query parameter {key!r}", field=key,
+                             hint=did_you_mean(key, allowed) if allowed else "this takes none")
+
+
+_QUERY_NAMES: dict = {}
+MAX_QUERY_VALUE = 256
+
+
+def _query_names() -> dict:
+    """``(path, method) -> query parameter names`` of every operation of the API document."""
+    if not _QUERY_NAMES:
+        from app.api.openapi import document
+
+        for path, ops in document()["paths"].items():
+            for method, op in ops.items():
+                _QUERY_NAMES[(path, method)] = [p["name"] for p in op.get("parameters", [])
+                                                if p["in"] == "query"]
+    return _QUERY_NAMES

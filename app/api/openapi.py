@@ -9,6 +9,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 
 from app._version import __version__
+from app.backtest.candles import TIMEFRAMES
 from app.schemas import Error, JobAccepted, StageChange, TrainingRequest
 
 bp = Blueprint("openapi", __name__)
@@ -35,17 +36,28 @@ def _ok(description: str, schema: dict | None = None, media: str = "application/
     return body
 
 
+_TEXT_SCHEMA = {"type": "string", "pattern": "^[^\\u0000]*$", "maxLength": 256}
+
+
 def _query(name: str, schema: dict | None = None, description: str = "") -> dict:
-    return {"name": name, "in": "query", "schema": schema or {"type": "string"},
+    return {"name": name, "in": "query", "schema": schema or _TEXT_SCHEMA,
             **({"description": description} if description else {})}
 
 
 def _path(name: str) -> dict:
-    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+    schema = ({"type": "string", "pattern": "^[0-9a-f]{32}$"} if name == "job_id"
+              else {**_TEXT_SCHEMA, "minLength": 1})
+    return {"name": name, "in": "path", "required": True, "schema": schema}
+
+
+_LABEL = {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"}
+_SYMBOL = {"type": "string", "pattern": r"^[A-Za-z0-9^][A-Za-z0-9_.:/=\-]{0,63}$"}
+_DATE = {"anyOf": [{"type": "string", "format": "date"}, {"type": "string", "format": "date-time"},
+                   {"type": "string", "pattern": r"^[0-9]{10,13}$"}]}
 
 
 def _page(*extra: str) -> list:
-    return [_query("page", {"type": "integer", "minimum": 1}),
+    return [_query("page", {"type": "integer", "minimum": 1, "maximum": 10**9}),
             _query("per_page", {"type": "integer", "minimum": 1, "maximum": 1000}),
             *(_query(e) for e in extra)]
 
@@ -99,14 +111,17 @@ def document() -> dict:
                 "responses": {"200": _ok("a page of trials", _ref("Page")), **_errors(400, 401, 404)}}},
             "/api/v2/training/{job_id}/progress": {"get": {
                 "summary": "A job's progress events after an id",
-                "parameters": [_path("job_id"), _query("after", {"type": "integer", "minimum": 0})],
+                "parameters": [_path("job_id"), _query("after", {"type": "integer", "minimum": 0,
+                                                                 "maximum": 10**18 - 1})],
                 "responses": {"200": _ok("progress rows", obj), **_errors(400, 401, 404)}}},
             "/api/v2/training/{job_id}/cancel": {"post": {
                 "summary": "Cancel a queued or running job", "parameters": [_path("job_id")],
                 "responses": {"200": _ok("cancelled", _ref("Job")), **_errors(401, 404, 409)}}},
             "/api/v2/configurations": {"get": {
                 "summary": "Trained configurations, in and out of sample side by side",
-                "parameters": _page("strategy", "pair", "timeframe", "stage"),
+                "parameters": _page("strategy", "pair", "timeframe") + [_query("stage", {
+                    "type": "string", "enum": ["REJECTED", "PAPER", "LIVE_CANDIDATE", "LIVE",
+                                               "RETIRED"]})],
                 "responses": {"200": _ok("a page of configurations", _ref("Page")),
                               **_errors(400, 401)}}},
             "/api/v2/configurations/{name}": {"get": {
@@ -131,12 +146,13 @@ def document() -> dict:
                 "responses": {"200": _ok("series", obj), **_errors(401)}}},
             "/api/v2/market-data/gaps": {"get": {
                 "summary": "Holes in one series, by its calendar",
-                "parameters": [{**_query("exchange"), "required": True},
-                               {**_query("symbol"), "required": True},
-                               {**_query("timeframe"), "required": True},
-                               _query("start", description="ISO date or epoch"),
-                               _query("end", description="ISO date or epoch")],
-                "responses": {"200": _ok("gaps", obj), **_errors(400, 401)}}},
+                "parameters": [{**_query("exchange", _LABEL), "required": True},
+                               {**_query("symbol", _SYMBOL), "required": True},
+                               {**_query("timeframe", {"type": "string", "enum": list(TIMEFRAMES)}),
+                                "required": True},
+                               _query("start", _DATE, "ISO date or epoch"),
+                               _query("end", _DATE, "ISO date or epoch")],
+                "responses": {"200": _ok("gaps", obj), **_errors(400, 401, 404, 422)}}},
             "/api/v2/queue": {"get": {"summary": "Queue depths and workers online",
                                       "responses": {"200": _ok("queues", obj), **_errors(401)}}},
             "/api/v2/openapi.json": {"get": {"summary": "This document", "security": [],
@@ -155,6 +171,15 @@ def document() -> dict:
     }
 
 
+def _with_bad_request(doc: dict) -> dict:
+    """Any operation answers 400 to a malformed request (a NUL character in its path or
+    query, a parameter that is not what it says)."""
+    for ops in doc["paths"].values():
+        for op in ops.values():
+            op["responses"].setdefault("400", _errors(400)["400"])
+    return doc
+
+
 @bp.get("/openapi.json")
 def openapi():
-    return jsonify(document())
+    return jsonify(_with_bad_request(document()))

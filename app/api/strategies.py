@@ -16,4 +16,11 @@ def strategies():
 
 @bp.get("/strategies/<name>")
 def strategy(name: str):
-    return jsonify(get_strategy(name).describe())
+    from app.errors import InputError
+    from app.services.jobs import NotFound
+
+    try:
+        found = get_strategy(name)
+    except InputError as exc:
+        raise NotFound(exc.message, field="name", hint=exc.hint) from None
+    return jsonify(found.describe())

@@ -25,28 +25,28 @@ def jobs():
                                       args.get("page", 1), args.get("per_page", 50)))
 
 
-@bp.get("/training/<job_id>")
+@bp.get("/training/<job:job_id>")
 def job(job_id: str):
     return jsonify(job_service.get_job(settings_of(current_app), job_id))
 
 
-@bp.get("/training/<job_id>/trials")
+@bp.get("/training/<job:job_id>/trials")
 def trials(job_id: str):
     args = request.args
     return jsonify(job_service.list_trials(settings_of(current_app), job_id, args.get("page", 1),
                                         args.get("per_page", 100), args.get("order", "number")))
 
 
-@bp.get("/training/<job_id>/progress")
+@bp.get("/training/<job:job_id>/progress")
 def progress(job_id: str):
     after = request.args.get("after", "0")
-    if not after.isdigit():
+    if not (after.isdigit() and len(after) <= 18):
         from app.errors import InputError
 
-        raise InputError("after must be a progress id (an integer)", field="after")
+        raise InputError("after must be a progress id (a whole number below 10**18)", field="after")
     return jsonify(job_service.list_progress(settings_of(current_app), job_id, int(after)))
 
 
-@bp.post("/training/<job_id>/cancel")
+@bp.post("/training/<job:job_id>/cancel")
 def cancel(job_id: str):
     return jsonify(job_service.cancel(settings_of(current_app), job_id))

@@ -30,6 +30,7 @@ __all__ = [
     "last_timestamp",
     "series_keys",
     "count_rows",
+    "count_between",
 ]
 
 _COLUMNS = ("ts", "open", "high", "low", "close", "volume")
@@ -237,6 +238,15 @@ def last_timestamp(session: Session, exchange: str, symbol: str, timeframe: str)
     return session.execute(text(
         "SELECT MAX(ts) FROM market_data WHERE exchange = :e AND symbol = :s AND timeframe = :t"),
         {"e": exchange, "s": symbol, "t": timeframe}).scalar()
+
+
+def count_between(session: Session, exchange: str, symbol: str, timeframe: str,
+                  start: int | None, end: int | None) -> int:
+    """Candles with ``start <= ts < end`` (None is open-ended), counted in the database."""
+    params = {"exchange": exchange, "symbol": symbol, "timeframe": timeframe,
+              "start": start, "end": end}
+    return int(session.execute(text(f"SELECT COUNT(*) FROM market_data WHERE {_where(start, end)}"),
+                               params).scalar())
 
 
 def count_rows(session: Session, exchange: str, symbol: str, timeframe: str) -> int:

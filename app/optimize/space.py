@@ -15,6 +15,8 @@ __all__ = ["SearchSpace", "build_space"]
 
 # A float parameter with no step gets this many grid points.
 FLOAT_GRID_POINTS = 10
+# A group of parameters tied by constraints is counted on a grid of at most this many points.
+GROUP_GRID_CAP = 5_000_000
 # Random and optuna draws give up on a constraint after this many infeasible tries in a row.
 MAX_INFEASIBLE_DRAWS = 1000
 
@@ -68,18 +70,87 @@ class SearchSpace:
             return p.grid(FLOAT_GRID_POINTS)
         return p.grid()
 
+    @staticmethod
+    def _axis_len(p: Param) -> int:
+        """Values of ``p`` on the grid, counted without listing them."""
+        if isinstance(p, IntParam):
+            return (p.high - p.low) // p.step + 1
+        if isinstance(p, FloatParam):
+            return int(math.floor((p.high - p.low) / p.step + 1e-9)) + 1 if p.step else FLOAT_GRID_POINTS
+        return len(p.choices)
+
     def grid_size(self) -> int:
-        """Points of the full grid, before constraints."""
-        return math.prod(len(self._axis(p)) for p in self.free) if self.free else 1
+        """Points of the full grid, before constraints (computed, never listed)."""
+        return math.prod(self._axis_len(p) for p in self.free) if self.free else 1
+
+    def _groups(self) -> list[tuple[list[Param], list]]:
+        """The free parameters in groups that constraints tie together, each with its
+        constraints (a parameter no constraint names is a group of its own, with none)."""
+        names = {p.name: p for p in self.free}
+        parent = {n: n for n in names}
+
+        def root(n):
+            while parent[n] != n:
+                n = parent[n]
+            return n
+
+        for c in self.strategy.constraints:
+            tied = [x for x in (c.left, c.right) if isinstance(x, str) and x in names]
+            for a, b in zip(tied, tied[1:]):
+                parent[root(a)] = root(b)
+        groups: dict[str, tuple[list[Param], list]] = {}
+        for p in self.free:
+            groups.setdefault(root(p.name), ([], []))[0].append(p)
+        for c in self.strategy.constraints:
+            free_side = next((x for x in (c.left, c.right) if isinstance(x, str) and x in names), None)
+            if free_side is not None:
+                groups[root(free_side)][1].append(c)
+        return list(groups.values())
+
+    def _group_points(self, params: list[Param], constraints: list) -> np.ndarray:
+        """Indices (rows) into each parameter's axis of the group's feasible points."""
+        shape = [self._axis_len(p) for p in params]
+        size = math.prod(shape)
+        if size > GROUP_GRID_CAP:
+            raise InputError(
+                f"the grid of {', '.join(p.name for p in params)} has {size:,} points before "
+                f"its constraints, over the {GROUP_GRID_CAP:,} Trad lists",
+                field="search_space", hint="narrow search_space (a step or tighter bounds) or "
+                "use optimizer random or bayesian")
+        index = np.indices(shape).reshape(len(params), -1)
+        if not constraints:
+            return index.T
+        columns = {p.name: np.asarray(self._axis(p), dtype=object)[index[i]]
+                   for i, p in enumerate(params)}
+        mask = self._feasible_mask(columns, index.shape[1])
+        return index[:, mask].T
+
+    def feasible_grid_size(self) -> int:
+        """Feasible points of the grid, counted group by group: a grid of a trillion
+        points is counted (or refused) in milliseconds, never listed."""
+        total = 1
+        for params, constraints in self._groups():
+            if constraints:
+                total *= int(self._group_points(params, constraints).shape[0])
+            else:
+                total *= math.prod(self._axis_len(p) for p in params)
+        return total
 
     def grid(self) -> list[dict]:
-        """Every feasible grid point, in a fixed order."""
-        names = [p.name for p in self.free]
+        """Every feasible grid point, in a fixed order (list it only after
+        ``feasible_grid_size`` said it is small)."""
+        groups = self._groups()
+        parts = []
+        for params, constraints in groups:
+            axes = [self._axis(p) for p in params]
+            rows = self._group_points(params, constraints)
+            parts.append([{p.name: axes[i][j] for i, (p, j) in enumerate(zip(params, row))}
+                          for row in rows.tolist()])
+        order = [p.name for p in self.free]
         points = []
-        for values in itertools.product(*(self._axis(p) for p in self.free)):
-            params = {**self.fixed, **dict(zip(names, values))}
-            if self.strategy.feasible(params):
-                points.append(params)
+        for combo in itertools.product(*parts):
+            values = {k: v for part in combo for k, v in part.items()}
+            points.append({**self.fixed, **{name: values[name] for name in order}})
         return points
 
     def _draw_columns(self, rng: np.random.Generator, m: int) -> dict[str, list]:

@@ -58,6 +58,13 @@ def _config_view(row: TrainedConfiguration) -> dict:
 def list_configurations(settings: Settings, strategy=None, pair=None, timeframe=None,
                         stage=None, page=1, per_page=50) -> dict:
     page, per_page = page_args(page, per_page)
+    if stage is not None:
+        from app.errors import InputError, did_you_mean
+        from app.validation.lifecycle import STAGES
+
+        if stage.upper() not in STAGES:
+            raise InputError(f"unknown stage {stage!r}", field="stage",
+                             hint=did_you_mean(stage.upper(), STAGES))
     with session_scope(settings.database_url) as session:
         query = select(TrainedConfiguration)
         count = select(func.count()).select_from(TrainedConfiguration)

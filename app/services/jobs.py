@@ -6,7 +6,7 @@ import secrets
 from collections.abc import Callable
 from datetime import timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from app.config import Settings
 from app.data.timeutil import iso
@@ -43,8 +43,12 @@ def _no_candles(session, request: TrainingRequest) -> Unprocessable:
     stored = series_keys(session)
     labels = {e for e, _, _, _ in stored}
     message = f"no {request.timeframe} candles for {request.symbol} on {request.exchange}"
-    fetch = (f"import or fetch them first: trad data fetch --exchange {request.exchange} "
-             f"--symbol {request.symbol} --timeframe {request.timeframe}")
+    import ccxt
+
+    fetch = (f"fetch them first: trad data fetch --exchange {request.exchange} --symbol "
+             f"{request.symbol} --timeframe {request.timeframe}" if request.exchange in ccxt.exchanges
+             else f"import them first: trad data import FILE --exchange {request.exchange} "
+                  f"--symbol {request.symbol} --timeframe {request.timeframe}")
     if labels and request.exchange not in labels:
         return Unprocessable(message, field="exchange",
                              hint=did_you_mean(request.exchange, labels) + f"; or {fetch}")
@@ -66,6 +70,7 @@ def submit(settings: Settings, body, enqueue: Callable[[str, int], None]) -> dic
     with session_scope(settings.database_url) as session:
         if last_timestamp(session, request.exchange, request.symbol, request.timeframe) is None:
             raise _no_candles(session, request)
+        _check_data(session, settings, request)
         now = repo.utcnow()
         job = TrainingJob(
             id=new_job_id(), status="queued", request=request.to_dict(),
@@ -86,8 +91,46 @@ def submit(settings: Settings, body, enqueue: Callable[[str, int], None]) -> dic
     return get_job(settings, job_id)
 
 
+# Fewest bars a job trains on: below this no statistic of a verdict means anything.
+MIN_BARS = 60
+
+
+def _check_data(session, settings: Settings, request: TrainingRequest) -> None:
+    """The range asked holds enough bars for the job, and trials times bars stay within
+    this server's cap: refused with what is stored, before any work."""
+    from app.data.timeutil import iso
+    from app.db.market_data import count_between
+    from app.services.training.context import data_range
+    from app.validation.split import MIN_TEST_BARS
+
+    start, end = data_range(session, request)
+    bars = count_between(session, request.exchange, request.symbol, request.timeframe, start, end)
+    stored = session.execute(text(
+        "SELECT MIN(ts), MAX(ts), COUNT(*) FROM market_data WHERE exchange = :e AND symbol = :s "
+        "AND timeframe = :t"), {"e": request.exchange, "s": request.symbol,
+                                 "t": request.timeframe}).one()
+    have = f"{stored[2]:,} bars are stored, {iso(stored[0])} to {iso(stored[1])}"
+    window = ("lookback_days" if request.start is None else "start")
+    plan = request.plan
+    need = MIN_BARS
+    if plan.method == "holdout":
+        need = max(MIN_BARS, int(MIN_TEST_BARS / min(plan.test_fraction, 1 - plan.test_fraction)) + 1)
+    if bars < need:
+        raise Unprocessable(
+            f"{bars:,} {request.timeframe} bars from {iso(start)} to {iso(end)}, fewer than the "
+            f"{need} this job needs ({have})", field=window,
+            hint="widen the range: a longer lookback_days (it counts days back from the newest "
+                 "stored candle), or start and end")
+    trials = planned_trials(request)
+    if trials * bars > settings.max_cost:
+        raise Unprocessable(
+            f"{trials:,} trials over {bars:,} bars is {trials * bars:,.0f} bar-steps, above this "
+            f"server's cap of {settings.max_cost:,} (TRAD_MAX_COST)", field="n_iterations",
+            hint="ask for fewer trials or a shorter range, or raise TRAD_MAX_COST")
+
+
 def planned_trials(request: TrainingRequest) -> int:
-    per_run = len(request.space().grid()) if request.optimizer == "grid" else request.n_iterations
+    per_run = request.space().feasible_grid_size() if request.optimizer == "grid" else request.n_iterations
     plan = request.plan
     # A walk-forward runs the search once per fold.
     return per_run * plan.folds if plan.method == "walk_forward" else per_run
@@ -161,20 +204,26 @@ def get_job(settings: Settings, job_id: str) -> dict:
         return _job_view(job_or_404(session, job_id))
 
 
+MAX_PAGE = 10**9
+
+
 def page_args(page, per_page) -> tuple[int, int]:
     try:
-        page, per_page = int(page or 1), int(per_page or 50)
+        page = 1 if page is None else int(page)
+        per_page = 50 if per_page is None else int(per_page)
     except (TypeError, ValueError):
         raise InputError("page and per_page must be integers", field="page") from None
-    if page < 1 or not 1 <= per_page <= 1000:
-        raise InputError("page starts at 1; per_page is 1 to 1000", field="per_page")
+    if not 1 <= page <= MAX_PAGE:
+        raise InputError(f"page is 1 to {MAX_PAGE:,}", field="page")
+    if not 1 <= per_page <= 1000:
+        raise InputError("per_page is 1 to 1000", field="per_page")
     return page, per_page
 
 
 def list_jobs(settings: Settings, status: str | None = None, page=1, per_page=50) -> dict:
     page, per_page = page_args(page, per_page)
     statuses = ("queued", "running", "succeeded", "failed", "cancelled")
-    if status and status not in statuses:
+    if status is not None and status not in statuses:
         raise InputError(f"unknown status {status!r}", field="status", hint="known: " + ", ".join(statuses))
     with session_scope(settings.database_url) as session:
         query = select(TrainingJob).where(TrainingJob.parent_id.is_(None))

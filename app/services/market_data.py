@@ -217,7 +217,10 @@ def find_gaps(settings: Settings, exchange: str, symbol: str, timeframe: str,
     with session_scope(settings.database_url) as session:
         ts = repo.load_timestamps(session, exchange, symbol, timeframe)
         if ts.size == 0:
-            raise InputError(f"no {timeframe} candles for {symbol} on {exchange}", field="symbol")
+            from app.services.jobs import NotFound
+
+            raise NotFound(f"no {timeframe} candles for {symbol} on {exchange}", field="symbol",
+                           hint="trad data list shows what is stored")
         calendar = calendar_for(exchange, ts, timeframe,
                                 repo.series_meta(session, exchange, symbol, timeframe).calendar)
     lo = parse_time(start, "start") if start is not None else None

@@ -260,8 +260,8 @@ def check_calendar_name(name: str) -> str:
         from app.errors import did_you_mean
 
         raise InputError(f"unknown calendar {name!r}", field="calendar",
-                         hint=did_you_mean(key.upper(), ["24/7", "24/5", "weekdays",
-                                                         *sorted(set(_known_names()))]))
+                         hint=did_you_mean(key.upper(), sorted({"24/7", "24/5", "weekdays",
+                                                                *_known_names()})))
     return found
 
 
@@ -361,7 +361,11 @@ def find_gaps(ts, timeframe: str, calendar: str) -> list[CalendarGap]:
             if _weekday(np.array(days[i])) == 4 and _weekday(np.array(days[i + 1])) in (6, 0) \
                     and b - a <= 3 * DAY_MS:
                 continue
-            gaps.append(CalendarGap(a, b, int((b - a) // step - 1)))
+            # a hole across a weekend (a holiday Friday or Monday) misses the closure's bars
+            # in no market: leave its two days out of the count
+            weekend = 2 * DAY_MS if int(days[i + 1]) - int(days[i]) >= 3 and any(
+                _weekday(np.array(d)) == 5 for d in range(int(days[i]), int(days[i + 1]) + 1)) else 0
+            gaps.append(CalendarGap(a, b, max(1, int((b - a - weekend) // step - 1))))
             continue
         # weekdays with unknown sessions: a hole is missing weekdays, or bars inside a day
         missed_days = int(np.busday_count(np.datetime64(int(days[i]) + 1, "D"),

@@ -131,7 +131,7 @@ def confidence_and_stage(dsr: float, pbo: float | None, is_metrics: dict, oos_me
     if lookahead is not None:
         rejected.append(f"lookahead check failed: {lookahead}")
     if trades < min_trades:
-        rejected.append(f"{trades} trades, fewer than min_trades={min_trades}")
+        rejected.append(f"the winner made {trades} trades, fewer than min_trades={min_trades}")
     if is_sharpe <= 0:
         rejected.append(f"in-sample Sharpe {is_sharpe:.2f} is not positive")
     if oos_sharpe is not None and oos_sharpe <= 0:

@@ -5,10 +5,30 @@ from dataclasses import dataclass
 
 from app.errors import InputError
 
-__all__ = ["ValidationPlan", "parse_validation", "holdout_split"]
+__all__ = ["ValidationPlan", "parse_validation", "holdout_split", "VALIDATION_SCHEMAS"]
 
 DEFAULT_TEST_FRACTION = 0.3
 MIN_TEST_BARS = 30
+TEST_FRACTION = (0.05, 0.8)
+FOLDS = (2, 50)
+MAX_BARS = 10**8
+
+_BARS = {"anyOf": [{"type": "integer", "minimum": MIN_TEST_BARS, "maximum": MAX_BARS},
+                   {"type": "null"}]}
+# What parse_validation takes, as JSON Schema, for the OpenAPI document
+VALIDATION_SCHEMAS = [
+    {"title": "Holdout", "type": "object", "additionalProperties": False,
+     "properties": {"method": {"const": "holdout"},
+                    "test_fraction": {"type": "number", "minimum": TEST_FRACTION[0],
+                                      "maximum": TEST_FRACTION[1]}}},
+    {"title": "WalkForward", "type": "object", "additionalProperties": False,
+     "required": ["method"],
+     "properties": {"method": {"const": "walk_forward"},
+                    "folds": {"type": "integer", "minimum": FOLDS[0], "maximum": FOLDS[1]},
+                    "train_bars": _BARS, "test_bars": _BARS, "anchored": {"type": "boolean"}}},
+    {"title": "NoValidation", "type": "object", "additionalProperties": False,
+     "required": ["method"], "properties": {"method": {"const": "none"}}},
+]
 
 
 @dataclass(frozen=True)
@@ -37,14 +57,16 @@ def parse_validation(spec: dict | None, run_validation: bool = False) -> Validat
     if not spec:
         return ValidationPlan("holdout", DEFAULT_TEST_FRACTION) if run_validation else ValidationPlan("none")
     method = spec.get("method", "holdout")
-    unknown = set(spec) - {"method", "test_fraction"}
-    if method == "holdout":
+    if method in ("holdout", "none"):
+        unknown = set(spec) - ({"method", "test_fraction"} if method == "holdout" else {"method"})
         if unknown:
-            raise InputError(f"holdout validation has no field {sorted(unknown)[0]!r}",
+            raise InputError(f"{method} validation has no field {sorted(unknown)[0]!r}",
                              field=f"validation.{sorted(unknown)[0]}")
+    if method == "holdout":
         fraction = spec.get("test_fraction", DEFAULT_TEST_FRACTION)
-        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0.05 <= fraction <= 0.8:
-            raise InputError("validation.test_fraction must be between 0.05 and 0.8",
+        low, high = TEST_FRACTION
+        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not low <= fraction <= high:
+            raise InputError(f"validation.test_fraction must be between {low} and {high}",
                              field="validation.test_fraction")
         return ValidationPlan("holdout", float(fraction))
     if method == "none":
@@ -55,9 +77,11 @@ def parse_validation(spec: dict | None, run_validation: bool = False) -> Validat
             key = sorted(unknown)[0]
             raise InputError(f"walk_forward validation has no field {key!r}", field=f"validation.{key}")
         values = {}
-        for key, low, high in (("folds", 2, 50), ("train_bars", MIN_TEST_BARS, 10**8),
-                               ("test_bars", MIN_TEST_BARS, 10**8)):
+        for key, low, high in (("folds", *FOLDS), ("train_bars", MIN_TEST_BARS, MAX_BARS),
+                               ("test_bars", MIN_TEST_BARS, MAX_BARS)):
             value = spec.get(key, 5 if key == "folds" else None)
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)  # JSON's 30.0 is the integer 30
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)
                                       or not low <= value <= high):
                 raise InputError(f"validation.{key} must be an integer from {low} to {high}",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import optuna
+import pandas as pd
 import pytest
 from sqlalchemy import select
 
@@ -76,8 +77,10 @@ def test_a_result_too_thin_to_trust_is_a_rejected_configuration_that_says_why(se
 def test_the_job_says_what_it_annualised_with(settings):
     job = run(settings, {**OLD_BODY, "seed": 3, "strategy": "SMA_CROSS", "min_trades": 1})
     data = job["result"]["data"]
+    first, last = (pd.Timestamp(data.pop(k)) for k in ("first", "last"))
     assert data == {"bars": 1000, "calendar": "24/7", "bars_per_year": 105_120.0,
                     "bars_per_year_source": "measured", "synthetic": False}
+    assert last - first == pd.Timedelta(minutes=5 * 999)  # the window the trials saw
     asked = run(settings, {**OLD_BODY, "seed": 3, "strategy": "SMA_CROSS", "min_trades": 1,
                            "bars_per_year": 52_560})
     assert asked["result"]["data"]["bars_per_year"] == 52_560.0

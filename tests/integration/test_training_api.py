@@ -17,8 +17,8 @@ OLD_BODY = {"strategy": "SMA_CROSS", "symbol": "BTC/USDT", "exchange": "binanceu
             "run_validation": False}
 
 
-@pytest.fixture
-def api(tmp_path):
+def _client(tmp_path, **env):
+    """A test client on its own SQLite file holding 500 5m candles; what it queues is kept."""
     url = f"sqlite:///{tmp_path / 'api.sqlite3'}"
     upgrade(url)
     with session_scope(url) as s:
@@ -26,13 +26,17 @@ def api(tmp_path):
                           random_candles(500, start_ms=1_700_000_100_000 // 300_000 * 300_000,
                                          step_ms=300_000))
     queued = []
-    settings = load_settings({"DATABASE_URL": url, "TRAD_HOME": str(tmp_path),
-                              "TRAD_MAX_TRIALS": "5000"})
+    settings = load_settings({"DATABASE_URL": url, "TRAD_HOME": str(tmp_path), **env})
     app = create_app({"settings": settings, "TESTING": True,
                       "ENQUEUE": lambda job_id, priority: queued.append((job_id, priority))})
     client = app.test_client()
     client.queued = queued
-    yield client
+    return client
+
+
+@pytest.fixture
+def api(tmp_path):
+    yield _client(tmp_path, TRAD_MAX_TRIALS="5000")
     dispose_engines()
 
 
@@ -88,9 +92,9 @@ BAD = [
     ("unknown objective", _with(objective="sharpe"), 400, "objective"),
     ("priority out of range", _with(priority=11), 400, "priority"),
     ("negative fee", _with(fee=-0.1), 400, "fee"),
-    ("fixed param out of bounds", _with(params={"fast": 1}), 400, "params.fast"),
-    ("unknown param", _with(params={"fats": 5}), 400, "params.fats"),
-    ("bad narrowing", _with(search_space={"fast": [50, 10]}), 400, "search_space.fast"),
+    ("fixed param out of bounds", _with(params={"fast": 1}), 422, "params.fast"),
+    ("unknown param", _with(params={"fats": 5}), 422, "params.fats"),
+    ("bad narrowing", _with(search_space={"fast": [50, 10]}), 422, "search_space.fast"),
     ("grid larger than asked", _with(optimizer="grid"), 422, "n_iterations"),
     ("bad validation", _with(validation={"method": "holdout", "test_fraction": 2}), 400,
      "validation.test_fraction"),
@@ -100,11 +104,11 @@ BAD = [
     ("unknown walk-forward field", _with(validation={"method": "walk_forward", "fold": 3}), 400,
      "validation.fold"),
     ("unknown validation method", _with(validation={"method": "kfold"}), 400, "validation.method"),
-    ("sampler parts on random", _with(sampler_parts=2), 400, "sampler_parts"),
-    ("sampler parts on cmaes", _with(optimizer="cmaes", sampler_parts=2), 400, "sampler_parts"),
+    ("sampler parts on random", _with(sampler_parts=2), 422, "sampler_parts"),
+    ("sampler parts on cmaes", _with(optimizer="cmaes", sampler_parts=2), 422, "sampler_parts"),
     ("zero sampler parts", _with(optimizer="bayesian", sampler_parts=0), 400, "sampler_parts"),
     ("more sampler parts than a round", _with(optimizer="bayesian", batch_size=4, sampler_parts=5),
-     400, "sampler_parts"),
+     422, "sampler_parts"),
 ]
 
 
@@ -250,3 +254,60 @@ def test_a_body_not_sent_as_json_is_refused_with_415_and_queues_nothing(api):
     error = response.get_json()["error"]
     assert error["code"] == "unsupported_media_type" and "Content-Type: application/json" in error["message"]
     assert api.queued == []
+
+
+# What a fuzzer found answered 500 once: each kind, now a clear 4xx that queues nothing. A 400
+# breaks the OpenAPI document's schema; a 422 is well-formed but not runnable (a parameter
+# name no strategy has).
+NASTY = [
+    ("GET", "/api/v2/training/jobs?page=288230376151711744", None, 400, "page"),
+    ("GET", "/api/v2/configurations?page=99999999999999999999", None, 400, "page"),
+    ("GET", "/api/v2/training/jobs?status=%00", None, 400, "status"),
+    ("GET", "/api/v2/training/ab%00c", None, 400, "path"),
+    ("GET", "/api/v2/configurations/ab%00c", None, 400, "path"),
+    ("GET", "/api/v2/market-data/gaps?exchange=a%00&symbol=B&timeframe=5m", None, 400, "exchange"),
+    ("GET", "/api/v2/training/x/progress?after=99999999999999999999999", None, 400, "after"),
+    ("POST", "/api/v2/training/start", {"symbol": "BTC\u0000USDT"}, 400, "symbol"),
+    ("POST", "/api/v2/training/start", {"timeout_s": 1e300}, 400, "timeout_s"),
+    ("POST", "/api/v2/training/start", {"lookback_days": 1e300}, 400, "lookback_days"),
+    ("POST", "/api/v2/training/start", {"lookback_days": None, "start": "NaN"}, 400, "start"),
+    ("POST", "/api/v2/training/start", {"lookback_days": None, "start": "Infinity"}, 400, "start"),
+    ("POST", "/api/v2/training/start", {"lookback_days": None, "start": 1e300}, 400, "start"),
+    ("POST", "/api/v2/training/start", {"params": {"fast\u0000": 3}}, 422, "params"),
+    ("POST", "/api/v2/training/start", {"seed": 2**70}, 400, "seed"),
+    ("POST", "/api/v2/configurations/x/stage", {"stage": "PAPER", "reason": "ok\u0000ok"}, 400,
+     "reason"),
+]
+
+
+@pytest.mark.parametrize("method,path,changes,status,field", NASTY,
+                         ids=[f"{m} {p[:40]} {json.dumps(c)[:30] if c else ''}" for m, p, c, *_ in NASTY])
+def test_what_once_answered_500_is_a_clear_4xx(api, method, path, changes, status, field):
+    body = None
+    if changes is not None:
+        body = changes if path.endswith("/stage") else {**OLD_BODY, **changes}
+    response = api.open(path, method=method, json=body)
+    assert response.status_code == status, response.get_json()
+    assert response.get_json()["error"]["field"] == field
+    assert api.queued == []
+
+
+def test_a_grid_of_a_trillion_points_is_refused_without_listing_it(api):
+    response = api.post("/api/v2/training/start", json={**OLD_BODY, "strategy": "LIQUIDITY_SWEEP",
+                                                         "optimizer": "grid", "n_iterations": 5})
+    assert response.status_code == 422
+    message = response.get_json()["error"]["message"]
+    assert message.startswith("the grid has 1,182,899,200,000 feasible points, more than "
+                              "n_iterations=5") and "set n_iterations" not in message
+
+
+def test_a_job_over_the_servers_cost_cap_is_refused_naming_it(tmp_path):
+    client = _client(tmp_path, TRAD_MAX_COST="4000")
+    ok = client.post("/api/v2/training/start", json={**OLD_BODY, "n_iterations": 8})      # 4,000
+    assert ok.status_code == 202
+    over = client.post("/api/v2/training/start", json={**OLD_BODY, "n_iterations": 9})    # 4,500
+    assert over.status_code == 422
+    error = over.get_json()["error"]
+    assert "TRAD_MAX_COST" in error["message"] and "4,500 bar-steps" in error["message"]
+    assert len(client.queued) == 1
+    dispose_engines()

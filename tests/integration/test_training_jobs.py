@@ -10,6 +10,7 @@ from app.config import load_settings
 from app.db import market_data as md
 from app.db.models import TrainedConfiguration, Trial
 from app.db.session import session_scope
+from app.schemas import Unprocessable
 from app.services import jobs
 from tests.conftest import random_candles
 from tests.steps import FIVE_MIN as STEP
@@ -71,12 +72,14 @@ def test_the_same_request_gives_the_same_result(settings):
     assert first["result"]["in_sample"] == second["result"]["in_sample"]
 
 
-def test_a_series_too_short_to_hold_out_fails_the_job_saying_so(settings):
-    # Found in start_job (the range is only known against the stored candles).
-    job = jobs.submit(settings, body(lookback_days=0.1, run_validation=True), pipeline.enqueue_start)
-    done = wait_for(settings, job["job_id"])
-    assert done["status"] == "failed"
-    assert "too few to hold out" in done["error"]
+def test_a_series_too_short_to_hold_out_is_refused_before_anything_is_queued(settings):
+    # Checked at submit against the stored candles: the job is never created.
+    before = jobs.list_jobs(settings)["total"]
+    with pytest.raises(Unprocessable, match="fewer than the 101 this job needs") as refused:
+        jobs.submit(settings, body(lookback_days=0.1, run_validation=True), pipeline.enqueue_start)
+    assert refused.value.field == "lookback_days"
+    assert "3,000 bars are stored" in refused.value.message
+    assert jobs.list_jobs(settings)["total"] == before
 
 
 def _workers_idle(timeout: float = 60.0) -> None:

@@ -76,6 +76,7 @@ def test_eurusd_hourly_has_about_6200_bars_a_year_and_trades_24_5(eurusd):
     gaps = find_gaps(eurusd.ts, "1h", "24/5")
     # the weekend closures are not gaps; only Christmas and New Year's Day are
     assert [pd.Timestamp(g.before, unit="ms").strftime("%m-%d") for g in gaps] == ["12-25", "01-01"]
+    assert [g.missing_bars for g in gaps] == [24, 24]   # the holiday Monday, not the weekend
 
 
 def test_a_24_7_series_keeps_the_round_the_clock_count():

@@ -44,7 +44,8 @@ def test_the_old_systems_paper_trade_is_rejected():
 @pytest.mark.parametrize("kwargs, reason", [
     ({"oos_metrics": {"sharpe_ratio": 0.0, "num_trades": 3}}, "out-of-sample Sharpe 0.00 is not positive"),
     ({"oos_metrics": {"sharpe_ratio": -0.4, "num_trades": 9}}, "out-of-sample Sharpe -0.40 is not positive"),
-    ({"is_metrics": {"sharpe_ratio": 2.0, "num_trades": 19}}, "19 trades, fewer than min_trades=20"),
+    ({"is_metrics": {"sharpe_ratio": 2.0, "num_trades": 19}},
+     "the winner made 19 trades, fewer than min_trades=20"),
     ({"is_metrics": {"sharpe_ratio": 0.0, "num_trades": 60}}, "in-sample Sharpe 0.00 is not positive"),
     ({"dsr": 0.49}, "deflated Sharpe ratio 0.49 is below 0.50"),
     ({"evidence": 0.94}, "evidence 0.94 is below 0.95: in and out of sample together"),

@@ -10,10 +10,11 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
-from app.backtest.candles import periods_per_year
+from app.backtest.candles import periods_per_year, timeframe_ms
 from app.backtest.engine import BacktestConfig
 from app.config import Settings
 from app.db import training as repo
+from app.db.market_data import last_timestamp
 from app.db.models import TrainingJob
 from app.db.session import session_scope
 from app.errors import TradError
@@ -137,11 +138,18 @@ def series_data(session, exchange: str, symbol: str, timeframe: str, candles,
     from app.db.market_data import series_meta
     from app.validation.calendars import calendar_for, resolve_bars_per_year
 
+    from app.db.market_data import load_timestamps
+
     meta = series_meta(session, exchange, symbol, timeframe)
-    calendar = calendar_for(exchange, candles.ts, timeframe, meta.calendar)
-    bpy = resolve_bars_per_year(candles.ts, timeframe, request=asked_bars_per_year,
+    # Measured over the whole stored series, as `trad data list` shows it, not the window.
+    whole = load_timestamps(session, exchange, symbol, timeframe)
+    calendar = calendar_for(exchange, whole, timeframe, meta.calendar)
+    bpy = resolve_bars_per_year(whole, timeframe, request=asked_bars_per_year,
                                 series=meta.bars_per_year, calendar=calendar)
-    return {"bars": len(candles), "calendar": calendar, "bars_per_year": bpy.value,
+    from app.data.timeutil import iso
+
+    return {"bars": len(candles), "first": iso(int(candles.ts[0])), "last": iso(int(candles.ts[-1])),
+            "calendar": calendar, "bars_per_year": bpy.value,
             "bars_per_year_source": bpy.source, "synthetic": meta.synthetic}
 
 
@@ -228,3 +236,18 @@ def fail_job(settings: Settings, job_id: str, message: str) -> bool:
     if parent_id:
         fail_job(settings, parent_id, f"fold {fold} failed: {message}")
     return True
+
+
+def data_range(session, request: TrainingRequest) -> tuple[int, int]:
+    """[start, end) of the job's data. ``lookback_days`` counts back from the newest
+    stored candle, not from the wall clock, so a job over imported history works."""
+    step = timeframe_ms(request.timeframe)
+    if request.start is not None:
+        end = request.end if request.end is not None else (
+            last_timestamp(session, request.exchange, request.symbol, request.timeframe) + step)
+        return request.start, end
+    last = last_timestamp(session, request.exchange, request.symbol, request.timeframe)
+    if last is None:
+        raise JobFailed(f"no {request.timeframe} candles for {request.symbol} on {request.exchange}")
+    end = request.end if request.end is not None else last + step
+    return end - int(request.lookback_days * 86_400_000), end

@@ -8,10 +8,9 @@ from sqlalchemy import update
 from app.backtest.candles import timeframe_ms
 from app.config import Settings
 from app.db import training as repo
-from app.db.market_data import last_timestamp, load_candles
+from app.db.market_data import load_candles
 from app.db.models import TrainingJob
 from app.db.session import session_scope
-from app.schemas import TrainingRequest
 from app.services.training.candle_cache import candles_cache
 from app.services.training.context import (
     ChildJob,
@@ -21,6 +20,7 @@ from app.services.training.context import (
     Round,
     backtest_config,
     count_recovery,
+    data_range,
     default_params,
     fold_jobs,
     is_walk_forward,
@@ -36,21 +36,6 @@ from app.validation.lookahead import check_lookahead
 from app.validation.split import holdout_split
 
 log = logging.getLogger(__name__)
-
-
-def data_range(session, request: TrainingRequest) -> tuple[int, int]:
-    """[start, end) of the job's data. ``lookback_days`` counts back from the newest
-    stored candle, not from the wall clock, so a job over imported history works."""
-    step = timeframe_ms(request.timeframe)
-    if request.start is not None:
-        end = request.end if request.end is not None else (
-            last_timestamp(session, request.exchange, request.symbol, request.timeframe) + step)
-        return request.start, end
-    last = last_timestamp(session, request.exchange, request.symbol, request.timeframe)
-    if last is None:
-        raise JobFailed(f"no {request.timeframe} candles for {request.symbol} on {request.exchange}")
-    end = request.end if request.end is not None else last + step
-    return end - int(request.lookback_days * 86_400_000), end
 
 
 def mark_dispatched(settings: Settings, job_id: str, round_no: int) -> None:
