@@ -12,7 +12,12 @@ from app._version import __version__
 
 
 def create_app(test_config: dict | None = None):
-    """Build the Flask application (see ``app.api``)."""
+    """Build the Flask application (see ``app.api``). Started by a server (gunicorn's
+    ``app:create_app()``), wrong settings stop it with one line each, no traceback."""
     from app.api import build_app
 
-    return build_app(test_config)
+    if test_config is not None:
+        return build_app(test_config)
+    from app.config import exit_on_bad_settings
+
+    return exit_on_bad_settings(build_app)

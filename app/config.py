@@ -8,13 +8,50 @@ defaulting to ``$XDG_DATA_HOME/trad`` (``~/.local/share/trad``).
 """
 from __future__ import annotations
 
+import math
 import os
+import re
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from typing import NamedTuple
 
 from app.errors import InputError
 
-__all__ = ["Settings", "load_settings", "read_env_file", "parse_watch_entry"]
+__all__ = ["Settings", "ApiToken", "load_settings", "read_env_file", "parse_watch_entry",
+           "SettingsError", "exit_on_bad_settings"]
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+MIN_TOKEN_CHARS = 16
+_TOKEN_NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+
+
+class SettingsError(InputError):
+    """One or more settings are wrong: the message has one line for each."""
+
+    code = "bad_settings"
+
+
+def exit_on_bad_settings(make):
+    """``make()``, or, when the settings are wrong, one line on stderr for each mistake and
+    exit status 2: how a server process (gunicorn, a Celery worker) refuses to start."""
+    try:
+        return make()
+    except SettingsError as exc:
+        import sys
+
+        for line in str(exc).splitlines():
+            print(f"trad: {line}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+class ApiToken(NamedTuple):
+    """A bearer token and the name it acts under (the audit trail's actor)."""
+
+    name: str
+    secret: str
+
+    def __repr__(self) -> str:  # never the secret
+        return f"ApiToken({self.name!r})"
 
 
 def read_env_file(path: str | os.PathLike) -> dict[str, str]:
@@ -43,19 +80,85 @@ def _default_home(env: dict) -> Path:
     return Path(base).expanduser() / "trad"
 
 
-def _float(env: dict, key: str, default: float) -> float:
-    try:
-        return float(env.get(key, default))
-    except ValueError:
-        raise InputError(f"{key} must be a number, got {env[key]!r}") from None
+class _Reader:
+    """Reads settings from ``env``, noting every mistake instead of stopping at the first,
+    so one start-up names them all (a line each)."""
+
+    def __init__(self, env: dict):
+        self.env = env
+        self.mistakes: list[str] = []
+
+    def wrong(self, message: str) -> None:
+        self.mistakes.append(message)
+
+    def number(self, key: str, default: float, *, positive: bool = False,
+               integer: bool = False) -> float:
+        raw = self.env.get(key)
+        if raw is None or str(raw).strip() == "":
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            self.wrong(f"{key} must be a number, got {raw!r}")
+            return default
+        if not math.isfinite(value):
+            self.wrong(f"{key} must be a finite number, got {raw!r}")
+            return default
+        if integer and value != int(value):
+            self.wrong(f"{key} must be a whole number, got {raw!r}")
+            return default
+        if positive and value <= 0:
+            self.wrong(f"{key} must be above 0, got {raw!r}")
+            return default
+        return value
+
+    def tokens(self) -> tuple[ApiToken, ...]:
+        raw = self.env.get("TRAD_API_TOKENS", "")
+        tokens: list[ApiToken] = []
+        for number, entry in enumerate((e.strip() for e in raw.split(",")), start=1):
+            if not entry:
+                continue
+            name, sep, secret = entry.partition(":")
+            name, secret = name.strip(), secret.strip()
+            if not sep or not secret:
+                self.wrong(f"TRAD_API_TOKENS entry {number} has no name: write name:secret "
+                           "(the name is who acts in the audit trail), e.g. alice:<secret>")
+                continue
+            if not _TOKEN_NAME.match(name):
+                self.wrong(f"TRAD_API_TOKENS entry {number}: the name {name!r} should be 1-64 "
+                           "letters, digits or _.@-")
+                continue
+            if len(secret) < MIN_TOKEN_CHARS:
+                self.wrong(f"TRAD_API_TOKENS entry {number} ({name}): the secret has "
+                           f"{len(secret)} characters, fewer than {MIN_TOKEN_CHARS}; make one "
+                           "with: python -c 'import secrets; print(secrets.token_urlsafe(32))'")
+                continue
+            if any(t.name == name for t in tokens):
+                self.wrong(f"TRAD_API_TOKENS names {name!r} twice: each token needs its own name")
+                continue
+            if any(t.secret == secret for t in tokens):
+                self.wrong(f"TRAD_API_TOKENS entry {number} ({name}) repeats another entry's "
+                           "secret: each name needs its own")
+                continue
+            tokens.append(ApiToken(name, secret))
+        return tuple(tokens)
+
+    def flag(self, key: str) -> bool:
+        raw = str(self.env.get(key, "")).strip().lower()
+        if raw in ("", "0", "false", "no"):
+            return False
+        if raw in ("1", "true", "yes"):
+            return True
+        self.wrong(f"{key} must be 1 or 0, got {self.env[key]!r}")
+        return False
 
 
-def _thresholds(env: dict):
+def _thresholds(read: _Reader):
     from dataclasses import fields as dc_fields
 
     from app.validation.confidence import Thresholds
 
-    values = {f.name: _float(env, f"TRAD_THRESHOLD_{f.name.upper()}", f.default)
+    values = {f.name: read.number(f"TRAD_THRESHOLD_{f.name.upper()}", f.default)
               for f in dc_fields(Thresholds)}
     return Thresholds(**values)
 
@@ -63,18 +166,20 @@ def _thresholds(env: dict):
 VISIBILITY_MARGIN_S = 300.0
 
 
-def _time_limits(env: dict) -> tuple[float, float, float]:
-    soft = _float(env, "TRAD_TASK_SOFT_LIMIT_S", 600.0)
-    hard = _float(env, "TRAD_TASK_HARD_LIMIT_S", soft + 60.0)
+def _time_limits(read: _Reader) -> tuple[float, float, float]:
+    soft = read.number("TRAD_TASK_SOFT_LIMIT_S", 600.0, positive=True)
+    hard = read.number("TRAD_TASK_HARD_LIMIT_S", soft + 60.0, positive=True)
     # With acks_late and a prefetch multiplier of 1, a worker holds no more unacknowledged
     # messages than it has processes, so a message is unacknowledged about as long as its
     # task runs (at most the hard limit). Five minutes on top cover a slow start. The
     # visibility timeout is also how long the tasks of a worker machine that died wait
     # before Redis hands them to another: an hour (Celery's default) stalls a job an hour.
-    visibility = _float(env, "TRAD_VISIBILITY_TIMEOUT_S", hard + VISIBILITY_MARGIN_S)
+    visibility = read.number("TRAD_VISIBILITY_TIMEOUT_S", hard + VISIBILITY_MARGIN_S,
+                             positive=True)
     if not 0 < soft < hard < visibility:
-        raise InputError("task limits must satisfy 0 < TRAD_TASK_SOFT_LIMIT_S < "
-                         "TRAD_TASK_HARD_LIMIT_S < TRAD_VISIBILITY_TIMEOUT_S")
+        read.wrong(f"task limits must satisfy 0 < TRAD_TASK_SOFT_LIMIT_S ({soft:g}) < "
+                   f"TRAD_TASK_HARD_LIMIT_S ({hard:g}) < TRAD_VISIBILITY_TIMEOUT_S "
+                   f"({visibility:g})")
     return soft, hard, visibility
 
 
@@ -109,7 +214,9 @@ class Settings:
     database_url: str
     broker_url: str | None = None
     result_backend: str | None = None
-    api_tokens: tuple[str, ...] = ()
+    api_tokens: tuple[ApiToken, ...] = ()
+    # Serve /api/v2 without tokens: only when asked for (TRAD_API_OPEN=1), never by omission.
+    api_open: bool = False
     data_watch: tuple[str, ...] = ()
     data_watch_interval_s: float = 60.0
     watchdog_interval_s: float = 60.0
@@ -179,7 +286,7 @@ class Settings:
                 except Exception:  # noqa: BLE001 - a malformed URL is shown as masked
                     value = "***"
             elif f.name == "api_tokens":
-                value = f"{len(value)} token(s)"
+                value = [t.name for t in value]
             elif f.name == "extra":
                 continue
             out[f.name] = str(value) if isinstance(value, Path) else value
@@ -196,39 +303,59 @@ def load_settings(environ: dict | None = None) -> Settings:
             raise InputError(f"TRAD_ENV_FILE={env_file} does not exist")
         for key, value in read_env_file(env_file).items():
             env.setdefault(key, value)
+    read = _Reader(env)
     home = _default_home(env)
     database_url = env.get("DATABASE_URL") or f"sqlite:///{home / 'trad.sqlite3'}"
     broker = env.get("CELERY_BROKER_URL") or env.get("REDIS_URL") or None
     backend = env.get("CELERY_RESULT_BACKEND") or broker
-    tokens = tuple(t.strip() for t in env.get("TRAD_API_TOKENS", "").split(",") if t.strip())
+    tokens = read.tokens()
+    api_open = read.flag("TRAD_API_OPEN")
+    if api_open and tokens:
+        read.wrong("TRAD_API_OPEN=1 and TRAD_API_TOKENS are both set: choose one (an open "
+                   "API takes no token)")
     watch = tuple(w.strip() for w in env.get("TRAD_DATA_WATCH", "").split(",") if w.strip())
     for entry in watch:
-        parse_watch_entry(entry)
-    try:
-        max_trials = int(env.get("TRAD_MAX_TRIALS", "1000000"))
-        max_cost = int(float(env.get("TRAD_MAX_COST", "2e11")))
-    except ValueError:
-        raise InputError("TRAD_MAX_TRIALS and TRAD_MAX_COST must be numbers") from None
-    limits = _time_limits(env)
-    parts = _float(env, "TRAD_SAMPLER_PARTS", 2)
-    if parts != int(parts) or not 1 <= parts <= 64:
-        raise InputError(f"TRAD_SAMPLER_PARTS must be an integer from 1 to 64, got {env['TRAD_SAMPLER_PARTS']!r}")
-    return Settings(
+        try:
+            parse_watch_entry(entry)
+        except InputError as exc:
+            read.wrong(f"{exc.message} ({exc.hint})")
+    max_trials = int(read.number("TRAD_MAX_TRIALS", 1_000_000, positive=True, integer=True))
+    max_cost = int(read.number("TRAD_MAX_COST", 2e11, positive=True))
+    limits = _time_limits(read)
+    parts = read.number("TRAD_SAMPLER_PARTS", 2, integer=True)
+    if not 1 <= parts <= 64:
+        read.wrong(f"TRAD_SAMPLER_PARTS must be an integer from 1 to 64, got {parts:g}")
+        parts = 2
+    stall = read.number("TRAD_STALL_AFTER_S", limits[2] + 120.0, positive=True)
+    if stall <= limits[2]:
+        read.wrong(f"TRAD_STALL_AFTER_S ({stall:g}) must be above the visibility timeout "
+                   f"({limits[2]:g} s): before it, a chunk still legitimately running looks lost "
+                   "and is sent twice")
+    log_level = env.get("TRAD_LOG_LEVEL", "INFO").strip().upper()
+    if log_level not in LOG_LEVELS:
+        read.wrong(f"TRAD_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got "
+                   f"{env['TRAD_LOG_LEVEL']!r}")
+        log_level = "INFO"
+    settings = Settings(
         home=home,
         database_url=_normalise_db_url(database_url),
         broker_url=broker,
         result_backend=backend,
         api_tokens=tokens,
+        api_open=api_open,
         data_watch=watch,
         max_trials=max_trials,
         max_cost=max_cost,
         sampler_parts=int(parts),
-        data_watch_interval_s=_float(env, "TRAD_DATA_WATCH_INTERVAL_S", 60.0),
-        watchdog_interval_s=_float(env, "TRAD_WATCHDOG_INTERVAL_S", 60.0),
-        log_level=env.get("TRAD_LOG_LEVEL", "INFO").upper(),
+        data_watch_interval_s=read.number("TRAD_DATA_WATCH_INTERVAL_S", 60.0, positive=True),
+        watchdog_interval_s=read.number("TRAD_WATCHDOG_INTERVAL_S", 60.0, positive=True),
+        log_level=log_level,
         task_time_limits=limits,
-        stall_after_s=_float(env, "TRAD_STALL_AFTER_S", limits[2] + 120.0),
-        thresholds=_thresholds(env),
+        stall_after_s=stall,
+        thresholds=_thresholds(read),
         redis_prefix=env.get("TRAD_REDIS_PREFIX", ""),
         extra={k: v for k, v in (("optuna_storage", env.get("TRAD_OPTUNA_STORAGE")),) if v is not None},
     )
+    if read.mistakes:
+        raise SettingsError("\n".join(read.mistakes))
+    return settings

@@ -114,6 +114,21 @@ class Beat(_Process):
                                      start_new_session=True)
 
 
+def http_status(url: str, headers: dict | None = None, timeout: float = 10.0) -> int | None:
+    """The HTTP status of a GET, or None when nothing answers."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}),
+                                    timeout=timeout) as answer:
+            return answer.status
+    except urllib.error.HTTPError as error:
+        return error.code
+    except OSError:
+        return None
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -123,13 +138,15 @@ def free_port() -> int:
 class Gunicorn(_Process):
     """The `web` process of the Procfile on a free port."""
 
-    def __init__(self, db_url: str, workers: int = 2, extra_env: dict | None = None):
-        self.port = free_port()
+    def __init__(self, db_url: str, workers: int = 2, extra_env: dict | None = None,
+                 port: int | None = None):
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "DATABASE_URL": db_url, "PYTHONUNBUFFERED": "1",
                "TRAD_BIND": f"127.0.0.1:{self.port}", "WEB_CONCURRENCY": str(workers),
                **(extra_env or {})}
-        self.log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"gunicorn-{self.port}.log"
+        self.log_path = (Path(os.environ.get("TMPDIR", "/tmp"))
+                         / f"gunicorn-{self.port}-{uuid.uuid4().hex[:6]}.log")
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(procfile_command("web", env), cwd=ROOT, env=env,
                                      stdout=self.log, stderr=subprocess.STDOUT,

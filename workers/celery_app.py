@@ -8,7 +8,7 @@ from __future__ import annotations
 from celery import Celery
 from celery.signals import setup_logging
 
-from app.config import Settings, load_settings
+from app.config import Settings, exit_on_bad_settings, load_settings
 from app.logging_setup import configure_logging
 
 __all__ = ["celery_app", "configure"]
@@ -82,4 +82,4 @@ def _logging(**_kwargs) -> None:
     configure_logging(celery_app.conf.trad_settings.log_level)
 
 
-celery_app = configure(Celery("trad", include=["workers.tasks"]), load_settings())
+celery_app = configure(Celery("trad", include=["workers.tasks"]), exit_on_bad_settings(load_settings))

@@ -4,34 +4,45 @@ from __future__ import annotations
 import hmac
 import logging
 
-from flask import Flask, jsonify, request
+from flask import Flask, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from app.api.common import JobIdConverter, json_body, refuse_nul, settings_of
-from app.config import Settings, load_settings
+from app.config import Settings, SettingsError, load_settings
 from app.errors import InputError, TradError
 
-__all__ = ["build_app", "settings_of", "json_body"]
+__all__ = ["build_app", "settings_of", "json_body", "PUBLIC_PATHS"]
 
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1 << 20
 
 
+# What answers without a token even when tokens are set: liveness for the orchestrator, the
+# API's own document, and the dashboard's HTML (its calls to /api/v2 carry the token).
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/api/v2/openapi.json", "/"})
+
+
 def _check_token(settings: Settings):
-    if not settings.api_tokens or not request.path.startswith("/api/v2"):
+    """Who is calling: the name of the token presented, kept in ``g.actor`` for the audit
+    trail; a 401 when a token is needed and missing or wrong. With ``TRAD_API_OPEN=1`` there
+    are no tokens and the actor is "open-api"."""
+    if settings.api_open:
+        g.actor = "open-api"
         return None
-    if request.path == "/api/v2/openapi.json":
+    if request.path in PUBLIC_PATHS or request.path.startswith("/static/"):
         return None
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
-    if scheme.lower() == "bearer" and token:
+    if scheme.lower() == "bearer" and token.strip():
         given = token.strip().encode()
         # Compare against every token, in constant time each, whatever matches first.
-        ok = False
+        actor = None
         for known in settings.api_tokens:
-            ok |= hmac.compare_digest(given, known.encode())
-        if ok:
+            if hmac.compare_digest(given, known.secret.encode()) and actor is None:
+                actor = known.name
+        if actor is not None:
+            g.actor = actor
             return None
     return _error(401, "unauthorized", "missing or wrong bearer token",
                   None)[0], 401, {"WWW-Authenticate": 'Bearer realm="trad"'}
@@ -70,6 +81,38 @@ def _register_errors(app: Flask) -> None:
         headers = [(k, v) for k, v in exc.get_headers() if k.lower() != "content-type"]
         return body, status, headers
 
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+    from sqlalchemy.exc import DBAPIError
+
+    @app.errorhandler(DBAPIError)
+    def _database_error(exc: DBAPIError):
+        # The schema not there yet (a table missing) or the database out of reach are the
+        # operator's to fix, a 503 the client may retry; anything else is a bug (a 500).
+        from app.db.migrate import require_schema
+
+        try:
+            require_schema(settings_of(app).database_url)
+        except SchemaMissing as missing:
+            return _error(503, missing.code, str(missing))
+        except DBAPIError:
+            log.warning("database unavailable path=%s error=%s", request.path,
+                        type(exc.orig).__name__)
+            return (*_error(503, "database_unavailable",
+                            "the database is unavailable; retry in a few seconds"),
+                    {"Retry-After": "5"})
+        if exc.connection_invalidated:
+            return (*_error(503, "database_unavailable",
+                            "the database connection was lost; retry"), {"Retry-After": "1"})
+        return _unexpected(exc)
+
+    @app.errorhandler(RedisConnectionError)
+    @app.errorhandler(RedisTimeoutError)
+    def _broker_error(exc: Exception):
+        log.warning("broker unavailable path=%s error=%s", request.path, type(exc).__name__)
+        return (*_error(503, "broker_unavailable", "the broker is unavailable; retry in a few "
+                        "seconds"), {"Retry-After": "5"})
+
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):
         # A bug, not a request mistake: log it with its traceback, answer without one.
@@ -85,6 +128,10 @@ def build_app(test_config: dict | None = None) -> Flask:
     from app.logging_setup import configure_logging
 
     configure_logging(settings.log_level)
+    if not settings.api_tokens and not settings.api_open:
+        raise SettingsError("no TRAD_API_TOKENS: set name:secret pairs (TRAD_API_TOKENS="
+                            "alice:<secret>,bob:<secret>), or TRAD_API_OPEN=1 to serve the API "
+                            "without tokens on a trusted network")
     app = Flask(__name__)
     # No automatic OPTIONS: a route answers the methods the OpenAPI document lists (an
     # OPTIONS is a 405 with the Allow header naming them).
@@ -97,9 +144,9 @@ def build_app(test_config: dict | None = None) -> Flask:
     _register_errors(app)
     app.before_request(refuse_nul)
     app.before_request(lambda: _check_token(settings))
-    if not settings.api_tokens:
-        log.warning("api open: TRAD_API_TOKENS is not set, so /api/v2 takes requests "
-                    "without a token; set it before exposing this server")
+    if settings.api_open:
+        log.warning("api open: TRAD_API_OPEN=1, so every route takes requests without a "
+                    "token; set TRAD_API_TOKENS instead before exposing this server")
 
     from app.api.configurations import bp as configurations_bp
     from app.api.market_data import bp as market_data_bp

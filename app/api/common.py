@@ -1,14 +1,14 @@
 """What every blueprint needs: the app's settings and the request's JSON body."""
 from __future__ import annotations
 
-from flask import Flask, request
+from flask import Flask, g, request
 from werkzeug.routing import BaseConverter
 
 from app.config import Settings
 from app.errors import InputError, no_nul
 
-__all__ = ["JobIdConverter", "UnsupportedMediaType", "json_body", "no_nul", "refuse_nul",
-           "settings_of"]
+__all__ = ["JobIdConverter", "UnsupportedMediaType", "actor", "json_body", "no_nul",
+           "refuse_nul", "settings_of"]
 
 
 class JobIdConverter(BaseConverter):
@@ -27,6 +27,12 @@ class UnsupportedMediaType(InputError):
 
 def settings_of(app: Flask) -> Settings:
     return app.extensions["trad.settings"]
+
+
+def actor() -> str:
+    """The name the request acts under: its token's name (``TRAD_API_TOKENS=name:secret``),
+    "open-api" with ``TRAD_API_OPEN=1``; never something the client says of itself."""
+    return g.get("actor") or "anonymous"
 
 
 def json_body():

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, request
 
-from app.api.common import json_body, settings_of
+from app.api.common import actor, json_body, settings_of
 from app.services import configurations as config_service
 
 bp = Blueprint("configurations", __name__)
@@ -25,5 +25,5 @@ def configuration(name: str):
 @bp.post("/configurations/<name>/stage")
 def change_stage(name: str):
     """A person's decision: {"stage": "LIVE", "reason": "...", "force": false}."""
-    actor = request.headers.get("X-Trad-Actor") or request.remote_addr or "api"
-    return jsonify(config_service.change_stage(settings_of(current_app), name, json_body(), actor=actor))
+    return jsonify(config_service.change_stage(settings_of(current_app), name, json_body(),
+                                               actor=actor()))

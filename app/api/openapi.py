@@ -17,7 +17,9 @@ bp = Blueprint("openapi", __name__)
 _TEXT = {400: "malformed request", 401: "missing or wrong bearer token", 404: "not found",
          409: "conflicts with the job's or configuration's state", 413: "body over 1 MiB",
          415: "the body is not JSON (Content-Type: application/json)",
-         422: "well-formed but cannot run as asked"}
+         422: "well-formed but cannot run as asked",
+         503: "the database or broker is unavailable, or the schema not migrated (retry; "
+              "see Retry-After)"}
 
 
 def _ref(name: str) -> dict:
@@ -161,10 +163,10 @@ def document() -> dict:
                                  "responses": {"200": _ok("alive", obj)}}},
             "/readyz": {"get": {"summary": "Database and broker reachable", "security": [],
                                 "responses": {"200": _ok("ready", obj), "503": _ok("not ready", obj)}}},
-            "/metrics": {"get": {"summary": "Prometheus metrics (text exposition format)",
-                                 "security": [],
+            "/metrics": {"get": {"summary": "Prometheus metrics (text exposition format); "
+                                            "scrape with a bearer token",
                                  "responses": {"200": _ok("metrics", {"type": "string"},
-                                                          "text/plain")}}},
+                                                          "text/plain"), **_errors(401)}}},
             "/": {"get": {"summary": "The dashboard (HTML)", "security": [],
                           "responses": {"200": _ok("the page", {"type": "string"}, "text/html")}}},
         },
@@ -173,10 +175,13 @@ def document() -> dict:
 
 def _with_bad_request(doc: dict) -> dict:
     """Any operation answers 400 to a malformed request (a NUL character in its path or
-    query, a parameter that is not what it says)."""
-    for ops in doc["paths"].values():
+    query, a parameter that is not what it says), and one that reads the database or the
+    broker a 503 while it is out of reach."""
+    for path, ops in doc["paths"].items():
         for op in ops.values():
             op["responses"].setdefault("400", _errors(400)["400"])
+            if path not in ("/healthz", "/api/v2/openapi.json", "/"):
+                op["responses"].setdefault("503", _errors(503)["503"])
     return doc
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 import time
 import urllib.request
 
@@ -18,10 +19,14 @@ OLD_BODY = {"strategy": "LIQUIDITY_SWEEP", "symbol": "BTC/USDT", "exchange": "bi
             "run_validation": False}
 
 
+SECRET = secrets.token_urlsafe(24)
+
+
 def call(method, url, body=None):
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(url, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
+                                     headers={"Content-Type": "application/json",
+                                              "Authorization": f"Bearer {SECRET}"})
     with urllib.request.urlopen(request, timeout=10) as response:
         return response.status, json.loads(response.read())
 
@@ -32,7 +37,7 @@ def test_old_body_over_http_ends_in_a_configuration_row(e2e_db):
         md.upsert_candles(s, "binanceus", "BTC/USDT", "5m",
                           random_candles(31 * 288, seed=21, start_ms=1_700_000_100_000 // step * step,
                                          step_ms=step, vol=0.003))
-    web = Gunicorn(e2e_db)
+    web = Gunicorn(e2e_db, extra_env={"TRAD_API_TOKENS": f"e2e:{SECRET}"})
     workers = [Worker(e2e_db, concurrency=1), Worker(e2e_db, concurrency=1)]
     try:
         web.wait_ready()

@@ -23,7 +23,7 @@ from app import create_app
 from app.config import load_settings
 from app.db.migrate import upgrade
 
-TOKEN = "fuzz-" + os.urandom(8).hex()
+TOKEN = os.urandom(16).hex()
 EXAMPLES = int(os.environ.get("TRAD_FUZZ_EXAMPLES", "30"))
 RANDOM = os.environ.get("TRAD_FUZZ_RANDOM") == "1"
 
@@ -33,7 +33,7 @@ set_hypothesis_home_dir(f"{_home}/hypothesis")  # its caches too, not in the che
 _url = f"sqlite:///{_home}/fuzz.sqlite3"
 upgrade(_url)
 APP = create_app({"settings": load_settings({"DATABASE_URL": _url, "TRAD_HOME": _home,
-                                              "TRAD_API_TOKENS": TOKEN}),
+                                              "TRAD_API_TOKENS": f"fuzz:{TOKEN}"}),
                   "ENQUEUE": lambda job_id, priority: None})
 CONFIG = SchemathesisConfig.from_dict({
     "auth": {"openapi": {"bearer": {"bearer": TOKEN}}},

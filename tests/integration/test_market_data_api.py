@@ -7,7 +7,8 @@ from app.services import market_data as svc
 
 
 def make_client(db_url, tmp_path):
-    settings = load_settings({"DATABASE_URL": db_url, "TRAD_HOME": str(tmp_path)})
+    settings = load_settings({"DATABASE_URL": db_url, "TRAD_HOME": str(tmp_path),
+                              "TRAD_API_OPEN": "1"})
     return settings, create_app({"settings": settings, "TESTING": True}).test_client()
 
 

@@ -12,7 +12,8 @@ from app.schemas import TrainingRequest
 
 @pytest.fixture
 def app(tmp_path):
-    return create_app({"DATABASE_URL": f"sqlite:///{tmp_path}/t.sqlite3", "TRAD_HOME": str(tmp_path)})
+    return create_app({"environ": {"DATABASE_URL": f"sqlite:///{tmp_path}/t.sqlite3",
+                                   "TRAD_HOME": str(tmp_path), "TRAD_API_OPEN": "1"}})
 
 
 def test_every_route_of_the_app_is_in_the_document_with_its_methods(app):
@@ -42,3 +43,12 @@ def test_the_request_schema_is_the_models_own(app):
     assert accepted["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/JobAccepted"}
     assert document["components"]["schemas"]["JobAccepted"]["required"] == ["job_id", "status",
                                                                             "status_url"]
+
+
+def test_the_routes_the_document_leaves_open_are_the_ones_the_app_leaves_open(app):
+    from app.api import PUBLIC_PATHS
+
+    document = app.test_client().get("/api/v2/openapi.json").get_json()
+    open_in_document = {path for path, ops in document["paths"].items()
+                        if all(op.get("security") == [] for op in ops.values())}
+    assert open_in_document == set(PUBLIC_PATHS)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 
 import pytest
 
@@ -17,6 +18,9 @@ OLD_BODY = {"strategy": "SMA_CROSS", "symbol": "BTC/USDT", "exchange": "binanceu
             "run_validation": False}
 
 
+ALICE, BOB = (secrets.token_urlsafe(24) for _ in range(2))
+
+
 def _client(tmp_path, **env):
     """A test client on its own SQLite file holding 500 5m candles; what it queues is kept."""
     url = f"sqlite:///{tmp_path / 'api.sqlite3'}"
@@ -26,10 +30,12 @@ def _client(tmp_path, **env):
                           random_candles(500, start_ms=1_700_000_100_000 // 300_000 * 300_000,
                                          step_ms=300_000))
     queued = []
-    settings = load_settings({"DATABASE_URL": url, "TRAD_HOME": str(tmp_path), **env})
+    settings = load_settings({"DATABASE_URL": url, "TRAD_HOME": str(tmp_path),
+                              "TRAD_API_TOKENS": f"alice:{ALICE},bob:{BOB}", **env})
     app = create_app({"settings": settings, "TESTING": True,
                       "ENQUEUE": lambda job_id, priority: queued.append((job_id, priority))})
     client = app.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {ALICE}"  # alice, unless a test says
     client.queued = queued
     return client
 
@@ -169,16 +175,63 @@ def test_strategies_and_openapi(api):
     assert api.get("/readyz").status_code == 200
 
 
-def test_tokens_are_required_when_configured(tmp_path):
-    url = f"sqlite:///{tmp_path / 'auth.sqlite3'}"
-    upgrade(url)
-    settings = load_settings({"DATABASE_URL": url, "TRAD_API_TOKENS": "s3cret,other"})
-    client = create_app({"settings": settings, "TESTING": True}).test_client()
-    assert client.get("/api/v2/strategies").status_code == 401
-    assert client.get("/api/v2/strategies", headers={"Authorization": "Bearer wrong"}).status_code == 401
-    assert client.get("/api/v2/strategies", headers={"Authorization": "Bearer other"}).status_code == 200
-    assert client.get("/healthz").status_code == 200
-    assert client.get("/api/v2/openapi.json").status_code == 200
+def test_tokens_are_required_when_configured(api):
+    del api.environ_base["HTTP_AUTHORIZATION"]
+    assert api.get("/api/v2/strategies").status_code == 401
+    wrong = api.get("/api/v2/strategies", headers={"Authorization": "Bearer wrong"})
+    assert wrong.status_code == 401 and wrong.headers["WWW-Authenticate"].startswith("Bearer")
+    assert api.get("/api/v2/strategies", headers={"Authorization": f"Bearer {BOB}"}).status_code == 200
+    assert api.get("/api/v2/strategies", headers={"Authorization": f"bearer {ALICE}"}).status_code == 200
+    # a token is not a name: bob's name is no token
+    assert api.get("/api/v2/strategies", headers={"Authorization": "Bearer bob"}).status_code == 401
+    assert api.get("/metrics").status_code == 401
+    for public in ("/healthz", "/api/v2/openapi.json", "/"):
+        assert api.get(public).status_code == 200, public
+
+
+@pytest.mark.parametrize("env,says", [
+    ({}, "no TRAD_API_TOKENS"),
+    ({"TRAD_API_TOKENS": "justasecretwithoutaname"}, "entry 1 has no name"),
+    ({"TRAD_API_TOKENS": "alice:short"}, "fewer than 16"),
+    ({"TRAD_API_TOKENS": "alice:0123456789abcdef,alice:fedcba9876543210"}, "names 'alice' twice"),
+    ({"TRAD_API_TOKENS": "alice:0123456789abcdef", "TRAD_API_OPEN": "1"}, "choose one"),
+])
+def test_the_api_will_not_start_open_by_omission_or_on_a_bad_token(tmp_path, env, says):
+    from app.config import SettingsError
+
+    with pytest.raises(SettingsError, match=says):
+        create_app({"settings": load_settings({"DATABASE_URL": f"sqlite:///{tmp_path}/x.sqlite3",
+                                               **env}), "TESTING": True})
+
+
+def test_an_open_api_is_asked_for_and_acts_as_open_api(tmp_path):
+    upgrade(f"sqlite:///{tmp_path}/x.sqlite3")
+    client = create_app({"settings": load_settings({
+        "DATABASE_URL": f"sqlite:///{tmp_path}/x.sqlite3", "TRAD_API_OPEN": "1"}),
+        "TESTING": True}).test_client()
+    assert client.get("/api/v2/strategies").status_code == 200
+    assert client.get("/metrics").status_code == 200
+    dispose_engines()
+
+
+def test_an_unmigrated_or_unreachable_database_is_a_503_to_retry_not_a_500(tmp_path):
+    from tests.processes import free_port
+
+    bare = create_app({"settings": load_settings({
+        "DATABASE_URL": f"sqlite:///{tmp_path}/bare.sqlite3", "TRAD_API_OPEN": "1"}),
+        "TESTING": True}).test_client()
+    for path in ("/api/v2/training/jobs", "/api/v2/configurations", "/metrics"):
+        answer = bare.get(path)
+        assert answer.status_code == 503, (path, answer.get_data(as_text=True))
+        assert answer.get_json()["error"]["code"] == "schema_missing"
+        assert "trad db upgrade" in answer.get_json()["error"]["message"]
+    gone = create_app({"settings": load_settings({
+        "DATABASE_URL": f"postgresql://trad@127.0.0.1:{free_port()}/trad",
+        "TRAD_API_OPEN": "1"}), "TESTING": True}).test_client()
+    answer = gone.get("/api/v2/training/jobs")
+    assert answer.status_code == 503 and answer.headers["Retry-After"] == "5"
+    assert answer.get_json()["error"]["code"] == "database_unavailable"
+    dispose_engines()
 
 
 def test_prometheus_metrics_count_jobs_by_status(api):
@@ -212,12 +265,13 @@ def test_a_person_moves_a_configuration_to_live_with_a_reason(api):
     url = f"/api/v2/configurations/{config['name']}/stage"
     assert api.post(url, json={"stage": "LIVE"}).get_json()["error"]["field"] == "reason"
     assert api.post(url, json={"stage": "LIV", "reason": "go"}).get_json()["error"]["field"] == "stage"
+    # the actor is the token's name, whatever the client says of itself
     moved = api.post(url, json={"stage": "live", "reason": "three weeks of paper match the backtest"},
-                     headers={"X-Trad-Actor": "alice"})
+                     headers={"Authorization": f"Bearer {BOB}", "X-Trad-Actor": "mallory"})
     assert moved.status_code == 200
     body = moved.get_json()
     assert body["lifecycle_stage"] == "LIVE"
-    assert body["stage_history"] == [{"from": "PAPER", "to": "LIVE", "forced": False, "actor": "alice",
+    assert body["stage_history"] == [{"from": "PAPER", "to": "LIVE", "forced": False, "actor": "bob",
                                       "reason": "three weeks of paper match the backtest",
                                       "ts": body["stage_history"][0]["ts"]}]
     assert api.post(url, json={"stage": "LIVE", "reason": "again"}).status_code == 409

@@ -170,10 +170,12 @@ def test_chunks_lost_by_the_broker_are_sent_again_by_the_watchdog(pg_db, redis_u
     assert "stalled round 0: 400 trials sent again" in messages
 
 
+@pytest.mark.parametrize("message_lost", [False, True], ids=["held", "lost"])
 def test_a_bayesian_job_killed_mid_round_asks_and_ends_as_one_never_killed(pg_db, redis_url,
-                                                                           tmp_path):
+                                                                           tmp_path, message_lost):
     """Rounds asked in parts by the workers: the part whose worker died is asked again by
-    another from the same history, so the job's trials are those of an undisturbed run."""
+    another from the same history, so the job's trials are those of an undisturbed run,
+    whether the broker redelivers the part or the watchdog sends it again."""
     settings = load_settings({"DATABASE_URL": pg_db, "TRAD_HOME": str(tmp_path)})
     with session_scope(pg_db) as s:
         md.upsert_candles(s, "binanceus", "BTC/USDT", "5m",
@@ -192,14 +194,29 @@ def test_a_bayesian_job_killed_mid_round_asks_and_ends_as_one_never_killed(pg_db
         assert 0 < before < n, "the job must be mid-way when the worker dies"
     finally:
         first.kill()
-    second = Worker(pg_db, concurrency=2).wait_ready()
+    if message_lost:
+        import redis
+
+        prefix = os.environ["TRAD_REDIS_PREFIX"]
+        redis.Redis.from_url(redis_url).delete(f"{prefix}unacked", f"{prefix}unacked_index")
+    # This test kills right after a part's trials are stored: where the worker pops its next
+    # message, so that message is sometimes gone with it (see the test above); the watchdog
+    # is part of the system that recovers it.
+    stall = {"TRAD_STALL_AFTER_S": "25", "TRAD_WATCHDOG_INTERVAL_S": "3"}
+    second = Worker(pg_db, concurrency=2, extra_env=stall).wait_ready()
+    beat = Beat(tmp_path, extra_env=stall)
     try:
-        done = wait_for(settings, killed, timeout=120)
+        done = wait_for(settings, killed, timeout=180)
         assert done["status"] == "succeeded", done["error"]
         calm = wait_for(settings, jobs.submit(settings, body, pipeline.enqueue_start)["job_id"],
                         timeout=120)
     finally:
+        beat.stop()
         second.stop()
+    how = [p["message"] for p in jobs.list_progress(settings, killed)["progress"]
+           if p["message"].startswith("stalled")]
+    if message_lost:
+        assert how, "only the watchdog could have sent the lost part again"
 
     def trials(job_id):
         with session_scope(pg_db) as s:

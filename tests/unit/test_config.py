@@ -37,3 +37,26 @@ def test_the_deploy_env_example_loads_and_states_the_defaults():
     assert settings.sampler_parts == defaults.sampler_parts
     assert settings.stall_after_s == defaults.stall_after_s
     assert settings.database_url.startswith("postgresql")
+
+
+def test_every_mistake_in_the_settings_is_named_on_its_own_line(tmp_path):
+    from app.config import SettingsError
+
+    with pytest.raises(SettingsError) as wrong:
+        load_settings({"TRAD_HOME": str(tmp_path), "TRAD_WATCHDOG_INTERVAL_S": "-5",
+                       "TRAD_DATA_WATCH_INTERVAL_S": "nan", "TRAD_STALL_AFTER_S": "30",
+                       "TRAD_LOG_LEVEL": "loud", "TRAD_MAX_TRIALS": "0",
+                       "TRAD_API_TOKENS": "nameless", "TRAD_API_OPEN": "maybe"})
+    lines = str(wrong.value).splitlines()
+    assert [line.split()[0] for line in lines] == [
+        "TRAD_API_TOKENS", "TRAD_API_OPEN", "TRAD_MAX_TRIALS", "TRAD_STALL_AFTER_S",
+        "TRAD_LOG_LEVEL", "TRAD_DATA_WATCH_INTERVAL_S", "TRAD_WATCHDOG_INTERVAL_S"], lines
+
+
+def test_named_tokens_are_read_and_never_shown(tmp_path):
+    settings = load_settings({"TRAD_HOME": str(tmp_path),
+                              "TRAD_API_TOKENS": " alice:0123456789abcdef , bob:fedcba9876543210"})
+    assert [t.name for t in settings.api_tokens] == ["alice", "bob"]
+    assert settings.api_tokens[0].secret == "0123456789abcdef"
+    shown = repr(settings) + str(settings.redacted())
+    assert "0123456789abcdef" not in shown and "alice" in shown

@@ -1,0 +1,23 @@
+"""gunicorn's settings for Trad's web process (the Procfile's `web` and trad-api.service).
+
+Bind address and worker count stay on the command line (TRAD_BIND, WEB_CONCURRENCY).
+"""
+import ctypes
+import ctypes.util
+import signal
+
+preload_app = True
+accesslog = "-"
+# Without %(u)s: a token sent as the user part of Basic auth would land in the log.
+access_log_format = '%(h)s %(t)s "%(r)s" %(s)s %(B)s %(M)sms "%(a)s"'
+
+_PR_SET_PDEATHSIG = 1
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+
+def post_fork(server, worker):
+    """A worker dies with its master. After a SIGKILL of the master (OOM killer, kill -9)
+    orphaned workers would otherwise keep the listening socket until their next heartbeat
+    check, and a restarted master exits with "Connection in use"."""
+    if _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        server.log.warning("prctl(PR_SET_PDEATHSIG) failed: errno %d", ctypes.get_errno())
