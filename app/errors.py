@@ -4,7 +4,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
-__all__ = ["TradError", "InputError", "did_you_mean", "no_nul"]
+__all__ = ["TradError", "InputError", "did_you_mean", "no_nul", "transient"]
 
 
 class TradError(Exception):
@@ -62,3 +62,29 @@ def no_nul(value, where: str, kind=InputError) -> None:
     elif isinstance(value, list):
         for item in value:
             no_nul(item, where, kind)
+
+
+def transient(exc: BaseException) -> bool:
+    """True for an error that says the database or the broker was briefly out of reach (a
+    restart, a failover, a dropped connection, a deadlock): worth retrying, unlike a
+    mistake in the job or a bug.
+
+    >>> transient(ConnectionResetError()), transient(ValueError("bad"))
+    (True, False)
+    """
+    from kombu.exceptions import OperationalError as BrokerError
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+    from sqlalchemy import exc as sa
+
+    if isinstance(exc, TradError):
+        return False
+    if isinstance(exc, (ConnectionError, TimeoutError, RedisConnectionError, RedisTimeoutError,
+                        BrokerError, sa.TimeoutError, sa.InterfaceError)):
+        return True
+    if isinstance(exc, sa.DBAPIError) and exc.connection_invalidated:
+        return True
+    if isinstance(exc, sa.OperationalError):
+        # SQLite says a missing table with OperationalError too: that is no outage.
+        return "no such table" not in str(exc) and "no such column" not in str(exc)
+    return False

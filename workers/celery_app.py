@@ -5,8 +5,11 @@ same code paths serve ``trad optimize`` on a bare machine and a fleet of workers
 """
 from __future__ import annotations
 
+import warnings
+
 from celery import Celery
-from celery.signals import setup_logging
+from celery.exceptions import CPendingDeprecationWarning
+from celery.signals import setup_logging, worker_ready
 
 from app.config import Settings, exit_on_bad_settings, load_settings
 from app.logging_setup import configure_logging
@@ -15,6 +18,16 @@ __all__ = ["celery_app", "configure"]
 
 TRIALS_QUEUE = "trad.trials"
 CONTROL_QUEUE = "trad.control"
+
+
+@worker_ready.connect
+def _quiet_the_cancel_notice(**_kwargs) -> None:
+    """Celery warns on every broker connection loss that
+    ``worker_cancel_long_running_tasks_on_connection_loss`` will change its default; Trad
+    sets it on purpose (see ``configure``). Installed once the worker runs: its logging
+    setup puts an "always" filter for such notices in front of any set before."""
+    warnings.filterwarnings("ignore", message=r"\s*In Celery 5\.1 we introduced an optional "
+                            r"breaking change", category=CPendingDeprecationWarning)
 
 
 
@@ -32,8 +45,10 @@ def configure(app: Celery, settings: Settings) -> Celery:
     }
     if settings.redis_prefix:
         transport["global_keyprefix"] = settings.redis_prefix
+    redis_broker = (settings.broker_url or "").startswith(("redis://", "rediss://"))
     app.conf.update(
         broker_url=settings.broker_url or "memory://",
+        broker_transport="workers.redis_broker:Transport" if redis_broker else None,
         result_backend=settings.result_backend or None,
         task_always_eager=settings.embedded,
         task_eager_propagates=True,
@@ -41,6 +56,11 @@ def configure(app: Celery, settings: Settings) -> Celery:
         result_serializer="json",
         accept_content=["json"],
         task_acks_late=True,
+        # A task still running when the broker connection drops is left to finish (its
+        # trials and its chord result are stored; its message, which it can no longer
+        # acknowledge, comes back and finds nothing left to do). Cancelling it instead
+        # (Celery 6's default) fails the round's chord: TaskRevokedError.
+        worker_cancel_long_running_tasks_on_connection_loss=False,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         task_soft_time_limit=soft,

@@ -101,19 +101,24 @@ def _workers_idle(timeout: float = 60.0) -> None:
     raise AssertionError("the workers were still busy")
 
 
-def test_cancel_stops_a_running_job(settings):
-    job = jobs.submit(settings, body(n_iterations=20000, optimizer="random"), pipeline.enqueue_start)
+def test_cancel_stops_a_running_job(settings, plugin_dir, monkeypatch):
+    # SLOW takes 0.15 s a trial: its 39 trials (period 2..40) take seconds on two processes,
+    # so the cancel lands mid-job however fast the machine (an SMA job of 20,000 trials
+    # could finish before the cancel arrived).
+    monkeypatch.syspath_prepend(str(plugin_dir))  # the API side checks the name too
+    job = jobs.submit(settings, body(strategy="SLOW", n_iterations=39, min_trades=0),
+                      pipeline.enqueue_start)
     wait_for(settings, job["job_id"], until=("running", "succeeded"))
     cancelled = jobs.cancel(settings, job["job_id"])
     assert cancelled["status"] == "cancelled"
     # The chunks already sent see the flag and skip their work; once every one has been
-    # taken, fewer than the 20,000 trials are stored and the finish never ran.
+    # taken, fewer than the 39 trials are stored and the finish never ran.
     _workers_idle()
     with session_scope(settings.database_url) as s:
         stored = s.scalar(select(func.count()).select_from(Trial).where(Trial.job_id == job["job_id"]))
         finished = s.scalar(select(func.count()).select_from(TrainedConfiguration)
                             .where(TrainedConfiguration.job_id == job["job_id"]))
-    assert stored < 20000 and finished == 0
+    assert stored < 39 and finished == 0
     assert jobs.get_job(settings, job["job_id"])["status"] == "cancelled"
 
 

@@ -1,0 +1,46 @@
+"""Which errors are an outage worth retrying, taken from real clients on closed ports."""
+from __future__ import annotations
+
+import pytest
+import redis
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import OperationalError
+
+from app.errors import InputError, transient
+from tests.processes import free_port
+
+
+def _raised(call) -> BaseException:
+    with pytest.raises(Exception) as raised:
+        call()
+    return raised.value
+
+
+def test_a_database_or_broker_out_of_reach_is_transient():
+    port = free_port()
+    engine = create_engine(f"postgresql+psycopg2://x@127.0.0.1:{port}/x",
+                           connect_args={"connect_timeout": 2})
+    assert transient(_raised(engine.connect))
+    engine.dispose()
+    client = redis.Redis(port=free_port(), socket_connect_timeout=2)
+    assert transient(_raised(client.ping))
+
+
+def test_a_mistake_is_not_transient(tmp_path):
+    engine = create_engine(f"sqlite:///{tmp_path}/x.sqlite3")
+    with engine.connect() as conn:
+        missing = _raised(lambda: conn.execute(text("select * from training_jobs")))
+    engine.dispose()
+    assert isinstance(missing, OperationalError) and not transient(missing)
+    assert not transient(InputError("bad"))
+    assert not transient(ZeroDivisionError())
+
+
+def test_the_job_says_whether_it_failed_by_its_own_fault_or_an_outage():
+    from workers.tasks import TRANSIENT_RETRIES, describe
+
+    outage = describe(ConnectionRefusedError("refused"), TRANSIENT_RETRIES)
+    assert outage.startswith(f"gave up after {TRANSIENT_RETRIES} retries")
+    assert "ConnectionRefusedError: refused" in outage
+    assert describe(ZeroDivisionError("division by zero")) == "ZeroDivisionError: division by zero"
+    assert describe(InputError("fast must be below slow")) == "fast must be below slow"
