@@ -171,9 +171,9 @@ def _time_limits(read: _Reader) -> tuple[float, float, float]:
     hard = read.number("TRAD_TASK_HARD_LIMIT_S", soft + 60.0, positive=True)
     # With acks_late and a prefetch multiplier of 1, a worker holds no more unacknowledged
     # messages than it has processes, so a message is unacknowledged about as long as its
-    # task runs (at most the hard limit). Five minutes on top cover a slow start. The
-    # visibility timeout is also how long the tasks of a worker machine that died wait
-    # before Redis hands them to another: an hour (Celery's default) stalls a job an hour.
+    # task runs (at most the hard limit). Five minutes on top cover a slow start. A dead
+    # worker's messages come back sooner, through the workers' liveness step
+    # (TRAD_WORKER_DEAD_AFTER_S); the visibility timeout is the bound behind it.
     visibility = read.number("TRAD_VISIBILITY_TIMEOUT_S", hard + VISIBILITY_MARGIN_S,
                              positive=True)
     if not 0 < soft < hard < visibility:
@@ -229,6 +229,11 @@ class Settings:
     # have come by then): the watchdog sends its missing work again. Default: the
     # visibility timeout plus two minutes (the brokers' restore scans come within that).
     stall_after_s: float = 1080.0
+    # A worker that has not said for this long which messages it holds is dead: any live
+    # worker puts its unacknowledged messages back on their queues (workers/liveness.py).
+    # It says so every third of this; far below the visibility timeout, which then only
+    # covers a worker whose main loop hangs.
+    worker_dead_after_s: float = 15.0
     # Where the lifecycle rules cut (app.validation.confidence.Thresholds), from
     # TRAD_THRESHOLD_<FIELD> variables, e.g. TRAD_THRESHOLD_LIVE_MIN_DSR=0.97.
     thresholds: object = None
@@ -331,6 +336,10 @@ def load_settings(environ: dict | None = None) -> Settings:
         read.wrong(f"TRAD_STALL_AFTER_S ({stall:g}) must be above the visibility timeout "
                    f"({limits[2]:g} s): before it, a chunk still legitimately running looks lost "
                    "and is sent twice")
+    dead_after = read.number("TRAD_WORKER_DEAD_AFTER_S", 15.0, positive=True)
+    if dead_after < 3:
+        read.wrong(f"TRAD_WORKER_DEAD_AFTER_S ({dead_after:g}) must be at least 3 s: a worker "
+                   "says what it holds every third of it, and a slower beat looks dead")
     log_level = env.get("TRAD_LOG_LEVEL", "INFO").strip().upper()
     if log_level not in LOG_LEVELS:
         read.wrong(f"TRAD_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got "
@@ -352,6 +361,7 @@ def load_settings(environ: dict | None = None) -> Settings:
         log_level=log_level,
         task_time_limits=limits,
         stall_after_s=stall,
+        worker_dead_after_s=dead_after,
         thresholds=_thresholds(read),
         redis_prefix=env.get("TRAD_REDIS_PREFIX", ""),
         extra={k: v for k, v in (("optuna_storage", env.get("TRAD_OPTUNA_STORAGE")),) if v is not None},

@@ -103,3 +103,12 @@ def _logging(**_kwargs) -> None:
 
 
 celery_app = configure(Celery("trad", include=["workers.tasks"]), exit_on_bad_settings(load_settings))
+
+
+def _add_steps(app: Celery) -> None:
+    from workers.liveness import HeldMessages
+
+    app.steps["consumer"].add(HeldMessages)
+
+
+_add_steps(celery_app)

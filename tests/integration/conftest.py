@@ -95,9 +95,15 @@ class Slow(Strategy):
     space = (IntParam("period", 2, 40, default=5),)
 
     def positions(self, candles, params, cache):
+        import os
         import time
 
-        time.sleep(0.15)
+        from celery import current_task
+
+        # TRAD_TEST_SLOW_TRIAL_S: how long a trial takes in a worker's run_trials (the
+        # finish's own runs stay at 0.15 s).
+        in_trials = current_task is not None and current_task.name == "trad.run_trials"
+        time.sleep(float(os.environ.get("TRAD_TEST_SLOW_TRIAL_S", "0.15")) if in_trials else 0.15)
         return (np.arange(len(candles)) // params["period"] % 2).astype(float)
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 
 import pytest
@@ -227,3 +228,80 @@ def test_a_bayesian_job_killed_mid_round_asks_and_ends_as_one_never_killed(pg_db
     assert [t[0] for t in trials(killed)] == list(range(n))
     assert trials(killed) == trials(calm.get("job_id"))
     assert done["result"]["best_params"] == calm["result"]["best_params"]
+
+
+def slow_market(url, home, plugin_dir, monkeypatch):
+    """Settings over 2,000 stored candles, with the SLOW plugin importable here (the API
+    side checks the strategy exists)."""
+    with session_scope(url) as s:
+        md.upsert_candles(s, "binanceus", "BTC/USDT", "5m",
+                          random_candles(2000, seed=4, start_ms=START, step_ms=STEP))
+    monkeypatch.syspath_prepend(str(plugin_dir))
+    return load_settings({"DATABASE_URL": url, "TRAD_HOME": str(home)})
+
+
+def submit_slow(settings, n: int) -> str:
+    return jobs.submit(settings, {
+        "strategy": "SLOW", "symbol": "BTC/USDT", "exchange": "binanceus", "timeframe": "5m",
+        "optimizer": "random", "lookback_days": 5, "n_iterations": n, "min_trades": 0,
+        "seed": 2}, pipeline.enqueue_start)["job_id"]
+
+
+def test_a_dead_workers_messages_come_back_in_seconds_at_the_default_visibility_timeout(
+        pg_db, redis_url, tmp_path, plugin_dir, monkeypatch):
+    """The default limits (visibility 960 s) and no watchdog: only the live workers'
+    liveness step (workers/liveness.py) can bring back what the killed one held."""
+    defaults = {"TRAD_TASK_SOFT_LIMIT_S": "600", "TRAD_TASK_HARD_LIMIT_S": "660",
+                "TRAD_VISIBILITY_TIMEOUT_S": "960", "PYTHONPATH": str(plugin_dir)}
+    settings = slow_market(pg_db, tmp_path, plugin_dir, monkeypatch)
+    n = 39  # SLOW's whole space, 0.15 s a trial
+    first = Worker(pg_db, concurrency=1, extra_env=defaults).wait_ready()
+    try:
+        job_id = submit_slow(settings, n)
+        # Killed once it has taken a second chunk: that message is in Redis' unacked set
+        # (the worker logs "received" after recording it), held by nobody once it is dead.
+        def taken() -> int:
+            return len(re.findall(r"Task trad\.run_trials\[[^]]+\] received", first.output()))
+
+        deadline = time.monotonic() + 60
+        while taken() < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert taken() >= 2, first.output()
+    finally:
+        first.kill()
+    killed_at = time.monotonic()
+    before = stored(pg_db, job_id)
+    second = Worker(pg_db, concurrency=2, extra_env=defaults).wait_ready()
+    try:
+        done = wait_for(settings, job_id, timeout=120)
+    finally:
+        second.stop()
+    print(f"before kill {before}/{n}; done {time.monotonic() - killed_at:.1f} s after the kill "
+          "(visibility timeout 960 s)")
+    assert done["status"] == "succeeded", done["error"]
+    with session_scope(pg_db) as s:
+        numbers = list(s.scalars(select(Trial.number).where(Trial.job_id == job_id)
+                                 .order_by(Trial.number)))
+    assert numbers == list(range(n))
+    assert "restored messages of a dead worker" in second.log_path.read_text(errors="replace")
+
+
+def test_a_live_worker_holding_messages_longer_than_the_dead_after_time_keeps_them(
+        pg_db, redis_url, tmp_path, plugin_dir, monkeypatch):
+    """Chunks that run (and wait) longer than TRAD_WORKER_DEAD_AFTER_S on a worker that is
+    alive are never taken for a dead worker's: nothing is restored, every chunk runs once."""
+    env = {"TRAD_WORKER_DEAD_AFTER_S": "3", "TRAD_TEST_SLOW_TRIAL_S": "4.5",
+           "PYTHONPATH": str(plugin_dir)}
+    settings = slow_market(pg_db, tmp_path, plugin_dir, monkeypatch)
+    n = 4  # one trial a chunk (0.15 s as estimated here), 4.5 s each on the worker
+    worker = Worker(pg_db, concurrency=1, extra_env=env).wait_ready()
+    try:
+        job_id = submit_slow(settings, n)
+        done = wait_for(settings, job_id, timeout=120)
+    finally:
+        worker.stop()
+    log = worker.log_path.read_text(errors="replace")
+    assert done["status"] == "succeeded", done["error"]
+    received = re.findall(r"Task trad\.run_trials\[([^]]+)\] received", log)
+    assert len(received) == n and len(set(received)) == n, log
+    assert "restored messages of a dead worker" not in log

@@ -45,12 +45,12 @@ def test_every_mistake_in_the_settings_is_named_on_its_own_line(tmp_path):
     with pytest.raises(SettingsError) as wrong:
         load_settings({"TRAD_HOME": str(tmp_path), "TRAD_WATCHDOG_INTERVAL_S": "-5",
                        "TRAD_DATA_WATCH_INTERVAL_S": "nan", "TRAD_STALL_AFTER_S": "30",
-                       "TRAD_LOG_LEVEL": "loud", "TRAD_MAX_TRIALS": "0",
+                       "TRAD_WORKER_DEAD_AFTER_S": "1", "TRAD_LOG_LEVEL": "loud", "TRAD_MAX_TRIALS": "0",
                        "TRAD_API_TOKENS": "nameless", "TRAD_API_OPEN": "maybe"})
     lines = str(wrong.value).splitlines()
     assert [line.split()[0] for line in lines] == [
         "TRAD_API_TOKENS", "TRAD_API_OPEN", "TRAD_MAX_TRIALS", "TRAD_STALL_AFTER_S",
-        "TRAD_LOG_LEVEL", "TRAD_DATA_WATCH_INTERVAL_S", "TRAD_WATCHDOG_INTERVAL_S"], lines
+        "TRAD_WORKER_DEAD_AFTER_S", "TRAD_LOG_LEVEL", "TRAD_DATA_WATCH_INTERVAL_S", "TRAD_WATCHDOG_INTERVAL_S"], lines
 
 
 def test_named_tokens_are_read_and_never_shown(tmp_path):
