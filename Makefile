@@ -3,8 +3,14 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Browser tests (tests/e2e/browser.py) drive Debian's chromium through Playwright, which
+# never downloads a browser. `make test` and `make install` install it when missing;
+# `make run` does not need it.
+CHROMIUM ?= $(or $(TRAD_CHROMIUM),/usr/bin/chromium)
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+APT_INSTALL := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium
 
-.PHONY: run test fuzz bench up install clean
+.PHONY: run test fuzz bench up install chromium clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -14,13 +20,24 @@ $(STAMP): $(BIN)/python setup.cfg pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test,dev]'
 	touch $(STAMP)
 
-install: $(STAMP)
+# Only when missing; `apt-get update` only if the install fails. Without apt-get, warn and
+# go on: the browser tests then skip (and fail under CI=true).
+$(CHROMIUM):
+	@if ! command -v apt-get >/dev/null; then \
+		echo "warning: $(CHROMIUM) missing and no apt-get: install Chromium, or set TRAD_CHROMIUM" >&2; \
+	else \
+		$(APT_INSTALL) || { $(SUDO) apt-get update && $(APT_INSTALL); }; \
+	fi
+
+chromium: $(CHROMIUM)
+
+install: $(STAMP) $(CHROMIUM)
 
 run: $(STAMP)
 	$(BIN)/trad demo
 
-test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+test: $(STAMP) $(CHROMIUM)
+	TRAD_CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The API against its own OpenAPI document, longer and with a fresh random seed each run
 fuzz: $(STAMP)

@@ -12,14 +12,23 @@ from app.errors import TradError
 __all__ = ["main", "build_parser"]
 
 # Modules that add subcommands with ``register(subparsers)``; each stays importable alone.
-_COMMAND_MODULES = ("app.cli_backtest", "app.cli_data", "app.cli_train")
+_COMMAND_MODULES = ("app.cli_backtest", "app.cli_data", "app.cli_train", "app.cli_jobs",
+                    "app.cli_strategies")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a mistake on one line, like every other mistake (the usage is one
+    ``--help`` away); subcommands' parsers are of this class too."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {_one_line(message)} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
     from importlib import import_module
 
-    parser = argparse.ArgumentParser(prog="trad", description="Find trading-strategy parameters "
-                                     "that hold up, and say how far to trust them.")
+    parser = _Parser(prog="trad", description="Find trading-strategy parameters that hold up, "
+                     "and say how far to trust them.")
     parser.add_argument("--version", action="version", version=f"trad {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in _COMMAND_MODULES:
@@ -31,8 +40,6 @@ def build_parser() -> argparse.ArgumentParser:
             raise
         module.register(subparsers)
     return parser
-
-
 
 
 def _one_line(message: str) -> str:
@@ -49,7 +56,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        # Flushed here, not at exit, so a reader gone away (| head) is a BrokenPipeError
+        # caught below rather than Python's "Exception ignored" and status 120.
+        sys.stdout.flush()
+        return code
     except TradError as exc:
         print(f"trad: error: {_one_line(exc)}", file=sys.stderr)
         return 2

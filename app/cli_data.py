@@ -61,7 +61,11 @@ def cmd_db_upgrade(args) -> int:
 
     settings = load_settings()
     revision = upgrade(settings.database_url)
-    print(f"database at revision {revision} ({settings.redacted()['database_url']})")
+    url = settings.redacted()["database_url"]
+    if args.json:
+        print(json.dumps({"revision": revision, "database_url": url}))
+    else:
+        print(f"database at revision {revision} ({url})")
     return 0
 
 
@@ -137,7 +141,9 @@ def register(subparsers) -> None:
     """Add `db` and `data` to the `trad` command's subparsers."""
     db = subparsers.add_parser("db", help="database schema").add_subparsers(dest="db_command",
                                                                             required=True)
-    db.add_parser("upgrade", help="apply migrations").set_defaults(func=cmd_db_upgrade)
+    p = db.add_parser("upgrade", help="apply migrations")
+    p.add_argument("--json", action="store_true", help='{"revision": ..., "database_url": ...}')
+    p.set_defaults(func=cmd_db_upgrade)
 
     data = subparsers.add_parser("data", help="market data").add_subparsers(dest="data_command",
                                                                            required=True)

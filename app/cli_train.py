@@ -3,20 +3,23 @@
 ``trad optimize`` takes the same fields as ``POST /api/v2/training/start``. Without
 ``--submit`` it runs the job through this machine's settings: in-process on the embedded
 default, or on the configured workers when a broker is set. With ``--submit URL`` it
-posts to a running API and follows the job with a progress bar.
+posts to a running API. Either way it follows the job with a live line on a terminal's
+stderr (trials, trials a second, time left, best so far); Ctrl-C stops following and says
+how to cancel a job that goes on running on workers.
 """
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import sys
+import threading
 import time
-import urllib.error
-import urllib.request
 
-from app.cli_data import Progress
+from app.cli_jobs import TERMINAL, RemoteJobs, job_command
+from app.cli_progress import JobProgress
 from app.config import load_settings
-from app.errors import InputError, TradError
+from app.errors import InputError, did_you_mean
 
 __all__ = ["register", "print_result"]
 
@@ -133,52 +136,130 @@ def print_result(job: dict, out=None) -> None:
     out.write("\n".join(lines) + "\n")
 
 
-def _http(method: str, url: str, token: str | None, body: dict | None = None) -> dict:
-    headers = {"Content-Type": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method, headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return json.loads(response.read())
-    except urllib.error.HTTPError as exc:
+class _InProcessJob:
+    """The embedded default's job: its tasks run eagerly, the whole job inside the enqueue,
+    so it runs on a thread of this process while the main thread draws its progress and
+    takes Ctrl-C (a signal reaches only the main thread)."""
+
+    def __init__(self):
+        self.thread: threading.Thread | None = None
+        self.error: BaseException | None = None
+
+    def enqueue(self, job_id: str, priority: int) -> None:
+        # A daemon: after Ctrl-C the job is marked cancelled and the process exits without
+        # waiting for the chunk in hand.
+        self.thread = threading.Thread(target=self._run, args=(job_id, priority),
+                                       name=f"job-{job_id[:8]}", daemon=True)
+        self.thread.start()
+
+    def _run(self, job_id: str, priority: int) -> None:
+        from workers.pipeline import enqueue_start
+
         try:
-            error = json.loads(exc.read())["error"]
-            message = error.get("message", "")
-            field = error.get("field")
-        except (ValueError, KeyError, TypeError):
-            message, field = exc.reason, None
-        raise InputError(f"{url}: HTTP {exc.code}: {message}", field=field) from None
-    except urllib.error.URLError as exc:
-        raise TradError(f"cannot reach {url}: {exc.reason}") from None
+            enqueue_start(job_id, priority)
+        except BaseException as exc:  # noqa: BLE001 - raised again in the main thread
+            self.error = exc
+
+    def running(self) -> bool:
+        return self.thread is not None and self.thread.is_alive()
+
+    def wait(self, timeout: float) -> None:
+        self.thread.join(timeout)  # a lock wait: Ctrl-C interrupts it
+
+    def raise_error(self) -> None:
+        if self.error is not None:
+            raise self.error
 
 
-def _follow(poll, out_progress: Progress, interval: float = 0.25) -> dict:
+def _follow(poll, progress: JobProgress, in_process: _InProcessJob | None = None,
+            interval: float = 0.25) -> dict:
+    """Read the job until it ends (in-process: until its thread does, the study export
+    included), drawing each reading."""
     while True:
         job = poll()
-        out_progress(int(job["trials_done"]), int(job["trials_total"]))
-        if job["status"] in ("succeeded", "failed", "cancelled"):
+        progress(job)
+        if in_process is not None:
+            if not in_process.running():
+                in_process.raise_error()
+                job = poll()
+                progress(job)
+                return job
+            in_process.wait(interval)
+        elif job["status"] in TERMINAL:
             return job
-        time.sleep(interval)
+        else:
+            time.sleep(interval)
+
+
+def _interrupted(job_id: str, *, settings=None, submit: str | None = None,
+                 token_given: bool = False) -> int:
+    """Ctrl-C while following a job: say what became of it, and how to act on it."""
+    err = sys.stderr
+    if settings is not None and settings.embedded:
+        # Nothing else runs an in-process job: it stopped with this process, and is marked
+        # cancelled so it does not read as running for ever.
+        from app.services import jobs
+
+        try:
+            jobs.cancel(settings, job_id)
+            state = "marked cancelled"
+        except jobs.Conflict:
+            state = f"already {jobs.get_job(settings, job_id)['status']}"
+        print(f"trad: interrupted: job {job_id} ran in this process and stopped with it "
+              f"({state}; see {job_command('show', job_id)})", file=err)
+        return 130
+    print(f"trad: interrupted: job {job_id} goes on without this command (see: "
+          f"{job_command('show', job_id, submit, token_given)})", file=err)
+    print(f"trad: cancel it with: {job_command('cancel', job_id, submit, token_given)}", file=err)
+    return 130
+
+
+class _JobInterrupted(Exception):
+    """Ctrl-C while following a job, once the job has an id."""
+
+    def __init__(self, job_id: str):
+        super().__init__(job_id)
+        self.job_id = job_id
+
+
+def _run_job(settings, body: dict, progress: JobProgress) -> dict:
+    """Submit on this machine (in-process on the embedded default, else to the configured
+    workers) and follow the job to its end; Ctrl-C raises ``_JobInterrupted``."""
+    from app.services import jobs
+
+    if settings.embedded:
+        in_process = _InProcessJob()
+        started = jobs.submit(settings, body, in_process.enqueue)
+    else:
+        from workers.pipeline import enqueue_start
+
+        in_process = None
+        started = jobs.submit(settings, body, enqueue_start)
+    try:
+        return _follow(lambda: jobs.get_job(settings, started["job_id"]), progress, in_process)
+    except KeyboardInterrupt:
+        raise _JobInterrupted(started["job_id"]) from None
 
 
 def cmd_optimize(args) -> int:
     body = _body(args)
-    progress = Progress("training")
+    progress = JobProgress()
+    settings = None
     try:
         if args.submit:
-            base = args.submit.rstrip("/")
-            token = args.token or os.environ.get("TRAD_API_TOKEN")
-            started = _http("POST", base + "/api/v2/training/start", token, body)
-            job = _follow(lambda: _http("GET", base + started["status_url"], token), progress)
+            remote = RemoteJobs(args.submit, args.token)
+            job_id = remote.start(body)["job_id"]
+            try:
+                job = _follow(lambda: remote.get(job_id), progress)
+            except KeyboardInterrupt:
+                raise _JobInterrupted(job_id) from None
         else:
-            from app.services import jobs
-            from workers.pipeline import enqueue_start
-
             settings = load_settings()
-            started = jobs.submit(settings, body, enqueue_start)
-            job = _follow(lambda: jobs.get_job(settings, started["job_id"]), progress)
+            job = _run_job(settings, body, progress)
+    except _JobInterrupted as stop:
+        progress.close()
+        return _interrupted(stop.job_id, settings=settings, submit=args.submit,
+                            token_given=bool(args.token))
     finally:
         progress.close()
     if args.json:
@@ -188,12 +269,32 @@ def cmd_optimize(args) -> int:
     return 0 if job["status"] == "succeeded" else 1
 
 
+def _stage(value: str | None) -> str | None:
+    """A lifecycle stage as typed (any case), or one line naming the stages there are."""
+    from app.validation.lifecycle import STAGES
+
+    if value is None or value.upper() in STAGES:
+        return value and value.upper()
+    close = did_you_mean(value.upper(), STAGES)
+    hint = ("" if close.startswith("known") else close + " ") + "stages: " + ", ".join(STAGES)
+    raise InputError(f"unknown stage {value!r}", field="stage", hint=hint)
+
+
+def _actor() -> str:
+    """Who changes a stage from the terminal, in the audit trail: this machine's user."""
+    try:
+        user = getpass.getuser()
+    except (OSError, KeyError):  # no name for this uid (a bare container)
+        user = f"uid{os.getuid()}"
+    return f"cli:{user}"
+
+
 def cmd_configs_list(args) -> int:
     from app.cli_data import _print_table
     from app.services import configurations
 
-    page = configurations.list_configurations(load_settings(), args.strategy, args.pair, args.timeframe,
-                                        args.stage)
+    page = configurations.list_configurations(load_settings(), args.strategy, args.pair,
+                                              args.timeframe, _stage(args.stage))
     if args.json:
         print(json.dumps(page))
         return 0
@@ -219,7 +320,32 @@ def cmd_configs_show(args) -> int:
     from app.services import configurations
 
     config = configurations.get_configuration(load_settings(), args.name)
-    print(json.dumps(config, indent=2))
+    print(json.dumps(config) if args.json else json.dumps(config, indent=2))
+    return 0
+
+
+def cmd_configs_stage(args) -> int:
+    from app.services import configurations
+
+    stage = _stage(args.stage)
+    if not (args.reason or "").strip():
+        raise InputError("--reason is required: why this stage, in a few words (kept in the "
+                         "audit trail)", field="reason")
+    body = {"stage": stage, "reason": args.reason, "force": args.force}
+    try:
+        config = configurations.change_stage(load_settings(), args.name, body, actor=_actor())
+    except InputError as exc:
+        if exc.field != "force":
+            raise
+        # The service speaks of the HTTP body's field; here it is a flag.
+        raise InputError(exc.message.replace("force: true", "--force"), field="force") from None
+    if args.json:
+        print(json.dumps(config))
+        return 0
+    change = config["stage_history"][-1]
+    print(f"{config['name']}: {change['from']} -> {change['to']}"
+          + (" (forced)" if change["forced"] else "")
+          + f" by {change['actor']}: {change['reason']}")
     return 0
 
 
@@ -233,27 +359,32 @@ def cmd_demo(args) -> int:
     from app.db import market_data as repo
     from app.db.migrate import upgrade
     from app.db.session import session_scope
-    from app.services import jobs, market_data
-    from workers.pipeline import enqueue_start
+    from app.services import market_data
 
+    say = (lambda _text: None) if args.json else print
     settings = load_settings()
-    print(f"database: {settings.redacted()['database_url']}"
-          + ("  (embedded: tasks run in this process)" if settings.embedded else ""))
+    say(f"database: {settings.redacted()['database_url']}"
+        + ("  (embedded: tasks run in this process)" if settings.embedded else ""))
     upgrade(settings.database_url)
     body = {**DEMO_BODY, "n_iterations": args.trials}
     with session_scope(settings.database_url) as session:
         have = repo.count_rows(session, body["exchange"], body["symbol"], body["timeframe"])
     if have < 30 * 288:
         report = market_data.synthesize(settings, body["symbol"], body["timeframe"], days=60, seed=7)
-        print(f"made {report.rows} synthetic {body['timeframe']} candles for {body['symbol']}")
+        say(f"made {report.rows} synthetic {body['timeframe']} candles for {body['symbol']}")
     t0 = time.perf_counter()
-    started = jobs.submit(settings, body, enqueue_start)
-    progress = Progress("training")
+    progress = JobProgress()
     try:
-        job = _follow(lambda: jobs.get_job(settings, started["job_id"]), progress)
+        job = _run_job(settings, body, progress)
+    except _JobInterrupted as stop:
+        progress.close()
+        return _interrupted(stop.job_id, settings=settings)
     finally:
         progress.close()
     elapsed = time.perf_counter() - t0
+    if args.json:
+        print(json.dumps(job))
+        return 0 if job["status"] == "succeeded" else 1
     print_result(job)
     print(f"{job['trials_done']} trials in {elapsed:.2f} s "
           f"({job['trials_done'] / elapsed:,.0f} trials/s, job {job['job_id']})")
@@ -261,7 +392,7 @@ def cmd_demo(args) -> int:
 
 
 def register(subparsers) -> None:
-    """Add `optimize` and `configs` to the `trad` command's subparsers."""
+    """Add `optimize`, `demo` and `configs` to the `trad` command's subparsers."""
     p = subparsers.add_parser("optimize", help="run a training job (same fields as the HTTP body)")
     for flag, key, kind, help_text in _flags():
         help_text = help_text.replace("%", "%%")
@@ -273,11 +404,12 @@ def register(subparsers) -> None:
             p.add_argument(flag, dest=key, type=kind, help=help_text)
     p.add_argument("--submit", metavar="URL", help="send the job to a running API and follow it")
     p.add_argument("--token", help="bearer token for --submit (or TRAD_API_TOKEN)")
-    p.add_argument("--json", action="store_true", help="print the job as JSON")
+    p.add_argument("--json", action="store_true", help="print the job as the HTTP API does")
     p.set_defaults(func=cmd_optimize)
 
     p = subparsers.add_parser("demo", help="train LIQUIDITY_SWEEP on synthetic candles (make run)")
     p.add_argument("--trials", type=int, default=DEMO_BODY["n_iterations"])
+    p.add_argument("--json", action="store_true", help="print the job as the HTTP API does")
     p.set_defaults(func=cmd_demo)
 
     configs = subparsers.add_parser("configs", help="trained configurations").add_subparsers(
@@ -286,9 +418,18 @@ def register(subparsers) -> None:
     p.add_argument("--strategy")
     p.add_argument("--pair")
     p.add_argument("--timeframe")
-    p.add_argument("--stage")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--stage", help="REJECTED, PAPER, LIVE_CANDIDATE, LIVE or RETIRED")
+    p.add_argument("--json", action="store_true", help="the page the HTTP API answers")
     p.set_defaults(func=cmd_configs_list)
     p = configs.add_parser("show", help="one configuration as JSON")
     p.add_argument("name")
+    p.add_argument("--json", action="store_true", help="on one line (the default is indented)")
     p.set_defaults(func=cmd_configs_show)
+    p = configs.add_parser("stage", help="move a configuration to a lifecycle stage, saying why")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("stage", metavar="STAGE", help="REJECTED, PAPER, LIVE_CANDIDATE, LIVE or RETIRED")
+    p.add_argument("--reason", help="why (kept in the audit trail with your user name)")
+    p.add_argument("--force", action="store_true",
+                   help="needed to move a REJECTED configuration anywhere but RETIRED")
+    p.add_argument("--json", action="store_true", help="the configuration as the HTTP API answers")
+    p.set_defaults(func=cmd_configs_stage)

@@ -234,6 +234,9 @@ class Settings:
     # It says so every third of this; far below the visibility timeout, which then only
     # covers a worker whose main loop hangs.
     worker_dead_after_s: float = 15.0
+    # How long one event stream of the pages (/api/v2/events) lasts before the server ends
+    # it and the page reconnects: a tab left open never holds a web thread for good.
+    events_stream_s: float = 300.0
     # Where the lifecycle rules cut (app.validation.confidence.Thresholds), from
     # TRAD_THRESHOLD_<FIELD> variables, e.g. TRAD_THRESHOLD_LIVE_MIN_DSR=0.97.
     thresholds: object = None
@@ -362,6 +365,7 @@ def load_settings(environ: dict | None = None) -> Settings:
         task_time_limits=limits,
         stall_after_s=stall,
         worker_dead_after_s=dead_after,
+        events_stream_s=read.number("TRAD_EVENTS_STREAM_S", 300.0, positive=True),
         thresholds=_thresholds(read),
         redis_prefix=env.get("TRAD_REDIS_PREFIX", ""),
         extra={k: v for k, v in (("optuna_storage", env.get("TRAD_OPTUNA_STORAGE")),) if v is not None},

@@ -7,6 +7,10 @@ import ctypes.util
 import signal
 
 preload_app = True
+# Threads, so a page's event stream (/api/v2/events, at most 5 minutes each) holds a
+# thread, not a whole worker.
+worker_class = "gthread"
+threads = 16
 accesslog = "-"
 # Without %(u)s: a token sent as the user part of Basic auth would land in the log.
 access_log_format = '%(h)s %(t)s "%(r)s" %(s)s %(B)s %(M)sms "%(a)s"'

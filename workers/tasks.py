@@ -1,10 +1,12 @@
 """Thin Celery tasks: ids in, a service call, a small summary out. No backtest logic."""
 from __future__ import annotations
 
+import ast
 import logging
+import re
 
 from celery import Task, shared_task
-from celery.exceptions import Retry
+from celery.exceptions import ChordError, Retry
 
 from app.errors import TradError, transient
 from app.services import market_data, training
@@ -30,10 +32,34 @@ def _redelivered(task) -> bool:
     return bool((task.request.delivery_info or {}).get("redelivered")) or task.request.retries > 0
 
 
+_CHORD_DEPENDENCY = re.compile(r"^Dependency \S+ raised (\w+)\((.*)\)$", re.S)
+
+
+def _chord_cause(exc: BaseException) -> str | None:
+    """The message of the chunk's own error inside a ChordError ("Dependency <id> raised
+    JobFailed('...')"): a person reads what the strategy did, not Celery's wrapping."""
+    match = _CHORD_DEPENDENCY.match(str(exc))
+    if match is None:
+        return None
+    name, args = match.groups()
+    try:
+        message = ast.literal_eval(args)
+    except (ValueError, SyntaxError):
+        message = args
+    if not isinstance(message, str):
+        message = args
+    return message if name in _TRAD_ERRORS else f"{name}: {message}"
+
+
+_TRAD_ERRORS = {"TradError", "InputError", "JobFailed", "Unprocessable", "NotFound", "Conflict"}
+
+
 def describe(exc: BaseException, retries: int = 0) -> str:
     """What a person reads in the job's error: its own fault, or an outage outlasted."""
     if isinstance(exc, TradError):
         return str(exc)
+    if isinstance(exc, ChordError) and (cause := _chord_cause(exc)) is not None:
+        return cause
     what = f"{exc.__class__.__name__}: {_first_line(exc)}"
     if transient(exc):
         return (f"gave up after {retries} retries over about two minutes: the database or "

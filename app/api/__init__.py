@@ -21,6 +21,8 @@ MAX_BODY_BYTES = 1 << 20
 # What answers without a token even when tokens are set: liveness for the orchestrator, the
 # API's own document, and the dashboard's HTML (its calls to /api/v2 carry the token).
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/api/v2/openapi.json", "/"})
+# The pages (HTML and their vendored scripts): what they show comes from /api/v2.
+PUBLIC_PREFIXES = ("/static/", "/jobs/", "/configurations/")
 
 
 def _check_token(settings: Settings):
@@ -30,7 +32,7 @@ def _check_token(settings: Settings):
     if settings.api_open:
         g.actor = "open-api"
         return None
-    if request.path in PUBLIC_PATHS or request.path.startswith("/static/"):
+    if request.path in PUBLIC_PATHS or request.path.startswith(PUBLIC_PREFIXES):
         return None
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
@@ -132,7 +134,7 @@ def build_app(test_config: dict | None = None) -> Flask:
         raise SettingsError("no TRAD_API_TOKENS: set name:secret pairs (TRAD_API_TOKENS="
                             "alice:<secret>,bob:<secret>), or TRAD_API_OPEN=1 to serve the API "
                             "without tokens on a trusted network")
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)  # the pages serve theirs (app.web)
     # No automatic OPTIONS: a route answers the methods the OpenAPI document lists (an
     # OPTIONS is a 405 with the Allow header naming them).
     app.config.update(MAX_CONTENT_LENGTH=MAX_BODY_BYTES, JSON_SORT_KEYS=False,
@@ -153,6 +155,7 @@ def build_app(test_config: dict | None = None) -> Flask:
     from app.api.metrics import bp as metrics_bp
     from app.api.openapi import bp as openapi_bp
     from app.api.ops import bp as ops_bp
+    from app.api.research import bp as research_bp
     from app.api.strategies import bp as strategies_bp
     from app.api.training import bp as training_bp
 
@@ -161,7 +164,8 @@ def build_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(ops_bp)
     app.register_blueprint(metrics_bp)
     app.register_blueprint(web_bp)
-    for bp in (market_data_bp, training_bp, configurations_bp, strategies_bp, openapi_bp):
+    for bp in (market_data_bp, training_bp, research_bp, configurations_bp, strategies_bp,
+               openapi_bp):
         app.register_blueprint(bp, url_prefix="/api/v2")
     return app
 

@@ -52,6 +52,10 @@ def _path(name: str) -> dict:
     return {"name": name, "in": "path", "required": True, "schema": schema}
 
 
+# One server-sent event of /api/v2/events (its data is JSON text).
+_EVENT = {"type": "object", "required": ["event", "data"], "properties": {
+    "event": {"type": "string", "enum": ["jobs", "configurations", "job", "progress", "end"]},
+    "data": {"type": "string", "contentMediaType": "application/json"}}}
 _LABEL = {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"}
 _SYMBOL = {"type": "string", "pattern": r"^[A-Za-z0-9^][A-Za-z0-9_.:/=\-]{0,63}$"}
 _DATE = {"anyOf": [{"type": "string", "format": "date"}, {"type": "string", "format": "date-time"},
@@ -62,6 +66,11 @@ def _page(*extra: str) -> list:
     return [_query("page", {"type": "integer", "minimum": 1, "maximum": 10**9}),
             _query("per_page", {"type": "integer", "minimum": 1, "maximum": 1000}),
             *(_query(e) for e in extra)]
+
+
+def _points(default: int, most: int) -> dict:
+    return _query("points", {"type": "integer", "minimum": 16, "maximum": most,
+                             "default": default}, "at most this many points")
 
 
 def _body(model: str) -> dict:
@@ -78,7 +87,11 @@ def _schemas() -> dict:
     out |= {"Job": {**obj, "description": "a job: status, progress, best so far, result"},
             "Page": {**obj, "description": "a page of rows, with page, per_page and total"},
             "Configuration": {**obj, "description": "a trained configuration, in and out of "
-                              "sample side by side, its trust statistics and stage history"}}
+                              "sample side by side, its trust statistics and stage history"},
+            "Chart": {**obj, "description": "t (bar open times, epoch ms), equity, drawdown "
+                      "(fraction below the peak) and segment (index into segments) of equal "
+                      "length; marks where the holdout or each fold starts; bars before "
+                      "reduction"}}
     return out
 
 
@@ -119,6 +132,48 @@ def document() -> dict:
             "/api/v2/training/{job_id}/cancel": {"post": {
                 "summary": "Cancel a queued or running job", "parameters": [_path("job_id")],
                 "responses": {"200": _ok("cancelled", _ref("Job")), **_errors(401, 404, 409)}}},
+            "/api/v2/training/{job_id}/chart": {"get": {
+                "summary": "The winner's equity and drawdown, in and out of sample (or the "
+                           "walk-forward's folds), cut down to at most `points` points",
+                "parameters": [_path("job_id"), _points(1500, 4000)],
+                "responses": {"200": _ok("the chart", _ref("Chart")), **_errors(400, 401, 404)}}},
+            "/api/v2/training/{job_id}/trades": {"get": {
+                "summary": "The winner's trades (segment: in_sample, out_of_sample or a fold)",
+                "parameters": [_path("job_id"), *_page()],
+                "responses": {"200": _ok("a page of trades", _ref("Page")),
+                              **_errors(400, 401, 404)}}},
+            "/api/v2/training/{job_id}/candles": {"get": {
+                "summary": "The job's candles, merged into at most `points` bars",
+                "parameters": [_path("job_id"), _points(2000, 20000)],
+                "responses": {"200": _ok("candles", obj), **_errors(400, 401, 404)}}},
+            "/api/v2/training/{job_id}/trials/plot": {"get": {
+                "summary": "Best value so far at each change, and a sample of at most "
+                           "`points` trials for scatter, slice and heatmap plots",
+                "parameters": [_path("job_id"), _points(2000, 5000)],
+                "responses": {"200": _ok("the plot's data", obj), **_errors(400, 401, 404)}}},
+            "/api/v2/training/{job_id}/importance": {"get": {
+                "summary": "Each parameter's importance to the objective (optuna's PED-ANOVA "
+                           "over a sample of the trials)",
+                "parameters": [_path("job_id")],
+                "responses": {"200": _ok("importances, largest first", obj),
+                              **_errors(401, 404)}}},
+            "/api/v2/events": {"get": {
+                "summary": "Server-sent events: jobs and configurations as they change (or "
+                           "one job and its progress rows with `job`); ends after 5 minutes, "
+                           "reconnect",
+                "parameters": [_query("job", {"type": "string", "pattern": "^[0-9a-f]{32}$"})],
+                "responses": {"200": _ok("an event stream: each event's data a JSON object",
+                                         _EVENT, "text/event-stream"),
+                              **_errors(400, 401, 404)}}},
+            "/api/v2/configurations/{name}/chart": {"get": {
+                "summary": "The chart of the job that trained this configuration",
+                "parameters": [_path("name"), _points(1500, 4000)],
+                "responses": {"200": _ok("the chart", _ref("Chart")), **_errors(400, 401, 404)}}},
+            "/api/v2/configurations/{name}/trades": {"get": {
+                "summary": "The trades of the job that trained this configuration",
+                "parameters": [_path("name"), *_page()],
+                "responses": {"200": _ok("a page of trades", _ref("Page")),
+                              **_errors(400, 401, 404)}}},
             "/api/v2/configurations": {"get": {
                 "summary": "Trained configurations, in and out of sample side by side",
                 "parameters": _page("strategy", "pair", "timeframe") + [_query("stage", {
@@ -169,6 +224,16 @@ def document() -> dict:
                                                           "text/plain"), **_errors(401)}}},
             "/": {"get": {"summary": "The dashboard (HTML)", "security": [],
                           "responses": {"200": _ok("the page", {"type": "string"}, "text/html")}}},
+            "/jobs/{job_id}": {"get": {
+                "summary": "A job's page (HTML; its data comes from /api/v2 with the token)",
+                "security": [], "parameters": [_path("job_id")],
+                "responses": {"200": _ok("the page", {"type": "string"}, "text/html"),
+                              **_errors(404)}}},
+            "/configurations/{name}": {"get": {
+                "summary": "A configuration's page (HTML)", "security": [],
+                "parameters": [_path("name")],
+                "responses": {"200": _ok("the page", {"type": "string"}, "text/html"),
+                              **_errors(404)}}},
         },
     }
 
@@ -180,7 +245,8 @@ def _with_bad_request(doc: dict) -> dict:
     for path, ops in doc["paths"].items():
         for op in ops.values():
             op["responses"].setdefault("400", _errors(400)["400"])
-            if path not in ("/healthz", "/api/v2/openapi.json", "/"):
+            if path not in ("/healthz", "/api/v2/openapi.json", "/", "/jobs/{job_id}",
+                            "/configurations/{name}"):
                 op["responses"].setdefault("503", _errors(503)["503"])
     return doc
 

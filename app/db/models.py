@@ -21,7 +21,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = ["Base", "MarketData", "MarketSeries", "TrainingJob", "TrainingProgress", "Trial", "TrainedConfiguration",
-           "ConfigurationStageChange"]
+           "ConfigurationStageChange", "TrainingChart"]
 
 # Stable constraint names, so migrations read the same on Postgres and SQLite.
 NAMING = {
@@ -210,3 +210,14 @@ class ConfigurationStageChange(Base):
     actor: Mapped[str] = mapped_column(String(128))
     forced: Mapped[bool] = mapped_column(Boolean, default=False)
     ts: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class TrainingChart(Base):
+    """What a job's pages draw of its winner, kept by its finish (``app.services.charts``)."""
+
+    __tablename__ = "training_charts"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("training_jobs.id", ondelete="CASCADE"),
+                                        primary_key=True)
+    body: Mapped[dict] = mapped_column(JsonType)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -15,7 +15,7 @@ import psycopg2.errors
 from sqlalchemy import case, func, select, text, update
 from sqlalchemy.orm import Session
 
-from app.db.models import TrainedConfiguration, TrainingJob, TrainingProgress, Trial
+from app.db.models import TrainedConfiguration, TrainingChart, TrainingJob, TrainingProgress, Trial
 from app.validation.lifecycle import PERSON_STAGES
 
 __all__ = [
@@ -190,6 +190,11 @@ def upsert_configuration(session: Session, values: dict) -> TrainedConfiguration
         TrainedConfiguration.timeframe == values["timeframe"],
         TrainedConfiguration.params_key == values["params_key"],
     ).execution_options(populate_existing=True)).one()
+
+
+def save_chart(session: Session, job_id: str, body: dict) -> None:
+    """Keep what the job's pages draw (a finish that runs again replaces it)."""
+    session.merge(TrainingChart(job_id=job_id, body=body, created_at=utcnow()))
 
 
 def lock_job(session: Session, job_id: str) -> TrainingJob | None:

@@ -255,16 +255,20 @@ def list_trials(settings: Settings, job_id: str, page=1, per_page=100, order: st
                 "page": page, "per_page": per_page, "total": total}
 
 
+def list_progress_rows(session, job_id: str, after_id: int = 0, limit: int = 500) -> list[dict]:
+    rows = session.scalars(select(TrainingProgress).where(
+        TrainingProgress.job_id == job_id, TrainingProgress.id > int(after_id or 0))
+        .order_by(TrainingProgress.id).limit(max(1, min(int(limit), 5000))))
+    return [{"id": p.id, "ts": p.ts.isoformat(), "percentage": p.percentage,
+             "step_number": p.step_number, "total_steps": p.total_steps, "stage": p.stage,
+             "message": p.message, "best_value": p.best_value} for p in rows]
+
+
 def list_progress(settings: Settings, job_id: str, after_id: int = 0, limit: int = 500) -> dict:
     with session_scope(settings.database_url) as session:
         job = job_or_404(session, job_id)
-        rows = session.scalars(select(TrainingProgress).where(
-            TrainingProgress.job_id == job_id, TrainingProgress.id > int(after_id or 0))
-            .order_by(TrainingProgress.id).limit(max(1, min(int(limit), 5000))))
-        return {"job_id": job_id, "status": job.status, "progress": [
-            {"id": p.id, "ts": p.ts.isoformat(), "percentage": p.percentage,
-             "step_number": p.step_number, "total_steps": p.total_steps, "stage": p.stage,
-             "message": p.message, "best_value": p.best_value} for p in rows]}
+        return {"job_id": job_id, "status": job.status,
+                "progress": list_progress_rows(session, job_id, after_id, limit)}
 
 
 def cancel(settings: Settings, job_id: str) -> dict:

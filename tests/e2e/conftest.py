@@ -7,6 +7,14 @@ import pytest
 
 from app.db.migrate import upgrade
 from app.db.session import dispose_engines
+
+# The browser fixtures (chromium_browser, console_errors, page), here so that one browser
+# serves every module of the session (two sync Playwrights cannot run at once).
+from tests.e2e.browser import (  # noqa: F401
+    chromium_browser_fixture,
+    console_errors_fixture,
+    page_fixture,
+)
 from tests.services import create_pg_database, drop_pg_database, service_missing
 
 

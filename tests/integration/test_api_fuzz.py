@@ -33,7 +33,8 @@ set_hypothesis_home_dir(f"{_home}/hypothesis")  # its caches too, not in the che
 _url = f"sqlite:///{_home}/fuzz.sqlite3"
 upgrade(_url)
 APP = create_app({"settings": load_settings({"DATABASE_URL": _url, "TRAD_HOME": _home,
-                                              "TRAD_API_TOKENS": f"fuzz:{TOKEN}"}),
+                                              "TRAD_API_TOKENS": f"fuzz:{TOKEN}",
+                                              "TRAD_EVENTS_STREAM_S": "0.5"}),
                   "ENQUEUE": lambda job_id, priority: None})
 CONFIG = SchemathesisConfig.from_dict({
     "auth": {"openapi": {"bearer": {"bearer": TOKEN}}},

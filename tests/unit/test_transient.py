@@ -44,3 +44,17 @@ def test_the_job_says_whether_it_failed_by_its_own_fault_or_an_outage():
     assert "ConnectionRefusedError: refused" in outage
     assert describe(ZeroDivisionError("division by zero")) == "ZeroDivisionError: division by zero"
     assert describe(InputError("fast must be below slow")) == "fast must be below slow"
+
+
+def test_a_chunks_own_error_inside_a_chord_error_is_what_the_job_says():
+    from celery.exceptions import ChordError
+
+    from workers.tasks import describe
+
+    wrapped = ChordError("Dependency af1c37a9-7846 raised JobFailed('strategy EXPLODES failed "
+                         "on trial 0 with params {\"threshold\": 82}: ValueError: threshold 82 "
+                         "is too big')")
+    assert describe(wrapped) == ('strategy EXPLODES failed on trial 0 with params '
+                                 '{"threshold": 82}: ValueError: threshold 82 is too big')
+    assert describe(ChordError("Dependency x raised KeyError('period')")) == "KeyError: period"
+    assert describe(ChordError("something else")) == "ChordError: something else"

@@ -20,6 +20,7 @@ from app.db.models import (
 )
 from app.db.session import session_scope
 from app.optimize.rounds import SEQUENTIAL_OPTIMIZERS
+from app.services.charts import kept_candles, winner_chart
 from app.services.training.context import (
     Done,
     JobFailed,
@@ -257,6 +258,9 @@ def finish_job(settings: Settings, job_id: str) -> str:
         job = repo.lock_job(session, job_id)
         if job.status != "running":
             return job.status
+        repo.save_chart(session, job_id, {**winner_chart(
+            trained_on.ts, in_sample, None if split is None else candles.ts[split:],
+            out_of_sample, config.initial_capital), "candles": kept_candles(candles)})
         mark_succeeded(job, now, winner.params, winner.value, {
             "configuration": config_row.name, "best_trial": winner.number,
             "best_params": winner.params, "objective": request.objective,

@@ -34,6 +34,7 @@ from app.strategies.registry import get_strategy
 from app.strategies.runner import run_window
 from app.validation.confidence import Thresholds
 from app.validation.lookahead import check_lookahead
+from app.services.charts import kept_candles, walk_forward_chart
 from app.validation.trust import assess_walk_forward
 
 log = logging.getLogger(__name__)
@@ -182,7 +183,7 @@ def _finish_walk_forward(settings: Settings, parent_id: str) -> None:
                         f"{len(folds)}; resubmit the job")
     strategy = get_strategy(request.strategy)
     config = backtest_config(request, parent.bars_per_year)
-    per_fold, is_parts, oos_parts, times = [], [], [], []
+    per_fold, is_parts, oos_parts, times, windows = [], [], [], [], []
     oos_pnls, oos_exposed = [], 0
     violations: dict[str, dict | None] = {}
     for child, fold in zip(children, folds):
@@ -195,6 +196,7 @@ def _finish_walk_forward(settings: Settings, parent_id: str) -> None:
         is_parts.append(trained.returns)
         oos_parts.append(tested.returns)
         times.append(candles.ts[fold.test_start:fold.test_end])
+        windows.append((child.fold, candles.ts[fold.test_start:fold.test_end], tested))
         oos_pnls.extend(t.pnl for t in tested.trades)
         oos_exposed += int(np.count_nonzero(tested.position))
         key = json.dumps(child.best_params, sort_keys=True)
@@ -255,6 +257,8 @@ def _finish_walk_forward(settings: Settings, parent_id: str) -> None:
         job = repo.lock_job(session, parent_id)
         if job.status != "running":
             return
+        repo.save_chart(session, parent_id, {**walk_forward_chart(windows, config.initial_capital),
+                                              "candles": kept_candles(candles)})
         mark_succeeded(job, now, last.best_params, last.best_value, {
             "configuration": config_row.name, "best_params": last.best_params,
             "objective": request.objective, "best_value": last.best_value,
