@@ -8,9 +8,16 @@ STAMP := $(VENV)/.installed
 # `make run` does not need it.
 CHROMIUM ?= $(or $(TRAD_CHROMIUM),/usr/bin/chromium)
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
-APT_INSTALL := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium
+APT_GET_INSTALL := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends
+APT_INSTALL := $(APT_GET_INSTALL) chromium
+# The monitoring tests (tests/integration/test_monitoring_config.py runs promtool on
+# deploy/prometheus, tests/e2e/test_prometheus.py a real Prometheus scraping the processes)
+# use Debian's `prometheus` package, which ships both binaries; installed like Chromium.
+PROMETHEUS ?= $(or $(TRAD_PROMETHEUS),/usr/bin/prometheus)
+PROMTOOL ?= $(or $(TRAD_PROMTOOL),/usr/bin/promtool)
+APT_INSTALL_PROMETHEUS := $(APT_GET_INSTALL) prometheus
 
-.PHONY: run test fuzz bench up install chromium clean
+.PHONY: run test fuzz bench up install chromium prometheus clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,13 +38,25 @@ $(CHROMIUM):
 
 chromium: $(CHROMIUM)
 
-install: $(STAMP) $(CHROMIUM)
+# Both from one package: one recipe for the two (a grouped target), with the same rules as
+# Chromium's. Without them the monitoring tests skip (and fail under CI=true).
+$(PROMETHEUS) $(PROMTOOL) &:
+	@if ! command -v apt-get >/dev/null; then \
+		echo "warning: $(PROMETHEUS) or $(PROMTOOL) missing and no apt-get: install Prometheus, or set TRAD_PROMETHEUS and TRAD_PROMTOOL" >&2; \
+	else \
+		$(APT_INSTALL_PROMETHEUS) || { $(SUDO) apt-get update && $(APT_INSTALL_PROMETHEUS); }; \
+	fi
+
+prometheus: $(PROMETHEUS) $(PROMTOOL)
+
+install: $(STAMP) $(CHROMIUM) $(PROMETHEUS) $(PROMTOOL)
 
 run: $(STAMP)
 	$(BIN)/trad demo
 
-test: $(STAMP) $(CHROMIUM)
-	TRAD_CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest $(PYTEST_ARGS)
+test: $(STAMP) $(CHROMIUM) $(PROMETHEUS) $(PROMTOOL)
+	TRAD_CHROMIUM=$(CHROMIUM) TRAD_PROMETHEUS=$(PROMETHEUS) TRAD_PROMTOOL=$(PROMTOOL) \
+		$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The API against its own OpenAPI document, longer and with a fresh random seed each run
 fuzz: $(STAMP)

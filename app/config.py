@@ -21,6 +21,7 @@ __all__ = ["Settings", "ApiToken", "load_settings", "read_env_file", "parse_watc
            "SettingsError", "exit_on_bad_settings"]
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMATS = ("text", "json")
 MIN_TOKEN_CHARS = 16
 _TOKEN_NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 
@@ -166,6 +167,14 @@ def _thresholds(read: _Reader):
 VISIBILITY_MARGIN_S = 300.0
 
 
+def _port(read: _Reader, key: str) -> int:
+    port = read.number(key, 0, integer=True)
+    if not 0 <= port <= 65535:
+        read.wrong(f"{key} must be a port from 1 to 65535, or 0 for none, got {port:g}")
+        return 0
+    return int(port)
+
+
 def _time_limits(read: _Reader) -> tuple[float, float, float]:
     soft = read.number("TRAD_TASK_SOFT_LIMIT_S", 600.0, positive=True)
     hard = read.number("TRAD_TASK_HARD_LIMIT_S", soft + 60.0, positive=True)
@@ -237,6 +246,11 @@ class Settings:
     # How long one event stream of the pages (/api/v2/events) lasts before the server ends
     # it and the page reconnects: a tab left open never holds a web thread for good.
     events_stream_s: float = 300.0
+    # Where each worker's and beat's metrics are served (0: not served), and on what
+    # address (the web process serves its own at /metrics).
+    worker_metrics_port: int = 0
+    beat_metrics_port: int = 0
+    metrics_bind: str = "127.0.0.1"
     # Where the lifecycle rules cut (app.validation.confidence.Thresholds), from
     # TRAD_THRESHOLD_<FIELD> variables, e.g. TRAD_THRESHOLD_LIVE_MIN_DSR=0.97.
     thresholds: object = None
@@ -248,6 +262,8 @@ class Settings:
     # does not say). More parts, faster rounds on as many workers, slightly weaker search.
     sampler_parts: int = 2
     log_level: str = "INFO"
+    # "text" (key=value lines) or "json" (one JSON object a line): TRAD_LOG_FORMAT.
+    log_format: str = "text"
     extra: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -348,6 +364,11 @@ def load_settings(environ: dict | None = None) -> Settings:
         read.wrong(f"TRAD_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got "
                    f"{env['TRAD_LOG_LEVEL']!r}")
         log_level = "INFO"
+    log_format = env.get("TRAD_LOG_FORMAT", "text").strip().lower() or "text"
+    if log_format not in LOG_FORMATS:
+        read.wrong(f"TRAD_LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}, got "
+                   f"{env['TRAD_LOG_FORMAT']!r}")
+        log_format = "text"
     settings = Settings(
         home=home,
         database_url=_normalise_db_url(database_url),
@@ -362,10 +383,14 @@ def load_settings(environ: dict | None = None) -> Settings:
         data_watch_interval_s=read.number("TRAD_DATA_WATCH_INTERVAL_S", 60.0, positive=True),
         watchdog_interval_s=read.number("TRAD_WATCHDOG_INTERVAL_S", 60.0, positive=True),
         log_level=log_level,
+        log_format=log_format,
         task_time_limits=limits,
         stall_after_s=stall,
         worker_dead_after_s=dead_after,
         events_stream_s=read.number("TRAD_EVENTS_STREAM_S", 300.0, positive=True),
+        worker_metrics_port=_port(read, "TRAD_WORKER_METRICS_PORT"),
+        beat_metrics_port=_port(read, "TRAD_BEAT_METRICS_PORT"),
+        metrics_bind=env.get("TRAD_METRICS_BIND", "127.0.0.1").strip() or "127.0.0.1",
         thresholds=_thresholds(read),
         redis_prefix=env.get("TRAD_REDIS_PREFIX", ""),
         extra={k: v for k, v in (("optuna_storage", env.get("TRAD_OPTUNA_STORAGE")),) if v is not None},

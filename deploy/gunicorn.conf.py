@@ -15,6 +15,17 @@ accesslog = "-"
 # Without %(u)s: a token sent as the user part of Basic auth would land in the log.
 access_log_format = '%(h)s %(t)s "%(r)s" %(s)s %(B)s %(M)sms "%(a)s"'
 
+# Several worker processes, one scraped at a time: their metrics are summed from the files
+# of prometheus_client's multiprocess mode (app.metrics), in a fresh directory per master.
+from app.metrics import process_dead, use_multiprocess  # noqa: E402
+
+use_multiprocess("web")
+
+
+def child_exit(server, worker):
+    process_dead(worker.pid)
+
+
 _PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 

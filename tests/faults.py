@@ -39,7 +39,8 @@ def wait_until(condition, timeout: float, what: str, every: float = 0.05):
 class OwnPostgres:
     """``initdb`` in a temporary directory, ``pg_ctl`` to start, stop and restart it."""
 
-    def __init__(self):
+    def __init__(self, listen: tuple[str, ...] = ()):
+        """``listen``: addresses to take connections on besides 127.0.0.1 (test hosts')."""
         bindir = _postgres_bin()
         if bindir is None:
             service_missing("PostgreSQL's initdb and pg_ctl", FileNotFoundError("pg_ctl"))
@@ -54,6 +55,10 @@ class OwnPostgres:
             shutil.chown(self.root, "postgres", "postgres")
         self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "-E", "UTF8",
                   "--no-sync", "--no-instructions")
+        self.listen = ("127.0.0.1", *listen)
+        with open(self.data / "pg_hba.conf", "a") as hba:
+            for address in listen:
+                hba.write(f"host all all {address}/24 trust\n")
 
     def _run(self, program: str, *args: str) -> None:
         done = subprocess.run([*self._as, str(self.bindir / program), *args],
@@ -62,7 +67,7 @@ class OwnPostgres:
             raise RuntimeError(f"{program} failed:\n{done.stdout}\n{done.stderr}")
 
     def start(self) -> OwnPostgres:
-        options = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
+        options = (f"-p {self.port} -k {self.root} -c listen_addresses={','.join(self.listen)} "
                    "-c fsync=off -c full_page_writes=off -c synchronous_commit=off")
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "log"), "-w", "-t", "60",
                   "-o", options, "start")
@@ -90,7 +95,7 @@ class OwnRedis:
     """A ``redis-server`` on a free port with an append-only file fsynced on every write,
     as a broker that must not lose messages runs; ``crash`` kills it with SIGKILL."""
 
-    def __init__(self):
+    def __init__(self, listen: tuple[str, ...] = ()):
         program = shutil.which("redis-server")
         if program is None:
             service_missing("redis-server", FileNotFoundError("redis-server"))
@@ -99,13 +104,15 @@ class OwnRedis:
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.proc: subprocess.Popen | None = None
+        self.listen = ("127.0.0.1", *listen)
 
     def start(self) -> OwnRedis:
         import redis
 
         self.log = open(self.root / "log", "ab")
         self.proc = subprocess.Popen(
-            [self.program, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.root),
+            [self.program, "--port", str(self.port), "--bind", *self.listen,
+             "--protected-mode", "no" if len(self.listen) > 1 else "yes", "--dir", str(self.root),
              "--appendonly", "yes", "--appendfsync", "always", "--save", ""],
             stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         client = redis.Redis.from_url(self.url, socket_connect_timeout=1)

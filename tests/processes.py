@@ -76,7 +76,8 @@ class Worker(_Process):
     """A real `celery worker` process on this run's database and Redis prefix."""
 
     def __init__(self, db_url: str, concurrency: int = 2, queues: str = "trad.trials,trad.control",
-                 extra_env: dict | None = None):
+                 extra_env: dict | None = None, wrap: list[str] | None = None):
+        """``wrap``: a command the worker runs under (``ip netns exec HOST``: a worker host)."""
         self.name = f"trad-test-{uuid.uuid4().hex[:8]}@localhost"
         env = {**os.environ, "DATABASE_URL": db_url, "PYTHONUNBUFFERED": "1",
                "TRAD_WORKER_QUEUES": queues, "TRAD_WORKER_CONCURRENCY": str(concurrency),
@@ -84,8 +85,8 @@ class Worker(_Process):
         self.log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"{self.name}.log"
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
-            procfile_command("worker", env) + ["-n", self.name, "--without-mingle",
-                                               "--without-gossip"],
+            [*(wrap or []), *procfile_command("worker", env), "-n", self.name,
+             "--without-mingle", "--without-gossip"],
             cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
             start_new_session=True)
 

@@ -21,6 +21,22 @@ def service_missing(what: str, error: Exception):
     pytest.skip(message)
 
 
+def system_program(variable: str, default: str, what: str) -> str:
+    """The path of a program a test needs (``$variable`` or ``default``), installed by
+    ``make test`` from Debian's packages; skip without it, or under CI=true fail."""
+    import shutil
+
+    path = os.environ.get(variable) or default
+    resolved = path if os.path.isabs(path) else shutil.which(path)
+    if not resolved or not os.access(resolved, os.X_OK):
+        message = (f"{what} not found at {path} (`make test` installs Debian's package; or "
+                   f"set {variable})")
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message + " and CI=true: this test must not skip", pytrace=False)
+        pytest.skip(message)
+    return resolved
+
+
 def _admin_execute(sql: str) -> None:
     """Run one statement on the admin database, outside a transaction."""
     import psycopg2

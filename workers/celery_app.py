@@ -9,15 +9,36 @@ import warnings
 
 from celery import Celery
 from celery.exceptions import CPendingDeprecationWarning
-from celery.signals import setup_logging, worker_ready
+from celery.signals import before_task_publish, setup_logging, worker_ready
 
 from app.config import Settings, exit_on_bad_settings, load_settings
 from app.logging_setup import configure_logging
+from workers import log_context  # noqa: F401 - its signals put job_id on a job's lines
 
 __all__ = ["celery_app", "configure"]
 
 TRIALS_QUEUE = "trad.trials"
 CONTROL_QUEUE = "trad.control"
+
+# Results: a round's chord needs its header's (run_trials) in the result backend; the
+# watchdog's is read by whoever calls it by hand (beat's own calls store none). Nobody
+# reads the others': not stored, from any sender (the header set on publish, since a
+# sender without the task module, the web, would otherwise ask for a result).
+RESULTS_NOBODY_READS = frozenset({"trad.start_job", "trad.finish_round", "trad.export_study",
+                                  "trad.on_chord_error", "trad.refresh_market_data"})
+RESULT_EXPIRES_S = 3600
+
+
+def result_expires(settings: Settings) -> int:
+    """An hour, or twice the stall window when that is longer: a round's chord state (its
+    header's results, Redis' chord counter) outlives any round the watchdog leaves alone."""
+    return int(max(RESULT_EXPIRES_S, 2 * settings.stall_after_s))
+
+
+@before_task_publish.connect
+def _store_no_result(sender=None, headers=None, **_kwargs) -> None:
+    if sender in RESULTS_NOBODY_READS and headers is not None:
+        headers["ignore_result"] = True
 
 
 @worker_ready.connect
@@ -50,6 +71,9 @@ def configure(app: Celery, settings: Settings) -> Celery:
         broker_url=settings.broker_url or "memory://",
         broker_transport="workers.redis_broker:Transport" if redis_broker else None,
         result_backend=settings.result_backend or None,
+        # Stored results: only what someone reads (see RESULTS_NOBODY_READS), kept an hour.
+        result_expires=result_expires(settings),
+        task_annotations={name: {"ignore_result": True} for name in RESULTS_NOBODY_READS},
         task_always_eager=settings.embedded,
         task_eager_propagates=True,
         task_serializer="json",
@@ -85,13 +109,15 @@ def configure(app: Celery, settings: Settings) -> Celery:
 def _beat_schedule(settings: Settings) -> dict:
     schedule = {
         "watchdog": {"task": "trad.watchdog", "schedule": settings.watchdog_interval_s,
-                     "options": {"queue": CONTROL_QUEUE, "expires": settings.watchdog_interval_s}},
+                     "options": {"queue": CONTROL_QUEUE, "expires": settings.watchdog_interval_s,
+                                 "ignore_result": True}},
     }
     if settings.data_watch:
         schedule["refresh-market-data"] = {
             "task": "trad.refresh_market_data",
             "schedule": settings.data_watch_interval_s,
-            "options": {"queue": CONTROL_QUEUE, "expires": settings.data_watch_interval_s},
+            "options": {"queue": CONTROL_QUEUE, "expires": settings.data_watch_interval_s,
+                        "ignore_result": True},
         }
     return schedule
 
@@ -99,13 +125,15 @@ def _beat_schedule(settings: Settings) -> dict:
 @setup_logging.connect
 def _logging(**_kwargs) -> None:
     # Connected, so Celery does not install its own handlers next to ours.
-    configure_logging(celery_app.conf.trad_settings.log_level)
+    settings = celery_app.conf.trad_settings
+    configure_logging(settings.log_level, settings.log_format)
 
 
 celery_app = configure(Celery("trad", include=["workers.tasks"]), exit_on_bad_settings(load_settings))
 
 
 def _add_steps(app: Celery) -> None:
+    from workers import metrics_server  # noqa: F401 - its signal handlers
     from workers.liveness import HeldMessages
 
     app.steps["consumer"].add(HeldMessages)

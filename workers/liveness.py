@@ -14,7 +14,9 @@ from __future__ import annotations
 import logging
 import time
 
-from celery import bootsteps
+from celery import bootsteps, signals
+
+from app.metrics import RECOVERIES
 
 __all__ = ["HeldMessages"]
 
@@ -79,8 +81,9 @@ class HeldMessages(bootsteps.StartStopStep):
             self.timer_ref.cancel()
             self.timer_ref = None
         if self.client is not None:
-            # The key is left to expire: a warm shutdown still runs the tasks it holds.
-            self.client.close()
+            # The key stays until the worker is down (worker_shutdown, below): a warm
+            # shutdown still runs the tasks it holds.
+            _stopped[self.key] = self.client
             self.client = None
 
     shutdown = stop
@@ -116,4 +119,21 @@ class HeldMessages(bootsteps.StartStopStep):
             qos = conn.default_channel.qos
             for tag in orphans:
                 qos.restore_by_tag(tag, leftmost=True)
+        RECOVERIES.labels("restored_dead_worker").inc(len(orphans))
         log.warning("restored messages of a dead worker count=%d", len(orphans))
+
+
+_stopped: dict = {}
+
+
+@signals.worker_shutdown.connect
+def _say_gone(**_kwargs) -> None:
+    """The worker is down, its tasks finished or handed back: it holds nothing now (a
+    worker that dies instead lets its key expire)."""
+    while _stopped:
+        key, client = _stopped.popitem()
+        try:
+            client.delete(key)
+        except Exception:  # noqa: BLE001 - the broker may be down; the key expires
+            pass
+        client.close()

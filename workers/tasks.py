@@ -9,6 +9,7 @@ from celery import Task, shared_task
 from celery.exceptions import ChordError, Retry
 
 from app.errors import TradError, transient
+from app.metrics import RECOVERIES
 from app.services import market_data, training
 from workers import pipeline
 
@@ -100,6 +101,9 @@ class JobTask(Task):
                 countdown = get_exponential_backoff_interval(
                     self.retry_backoff, self.request.retries, self.retry_backoff_max,
                     self.retry_jitter)
+                from app.metrics import TASK_RETRIES
+
+                TASK_RETRIES.labels(self.name).inc()
                 log.warning("transient error, retrying task=%s retry=%d in=%.1fs error=%s: %s",
                             self.name, self.request.retries + 1, countdown,
                             exc.__class__.__name__, _first_line(exc))
@@ -153,6 +157,8 @@ def start_job(self, job_id: str) -> dict:
 def run_trials(self, job_id: str, round_no: int, chunk: dict) -> dict:
     """Backtest one chunk of a round (the chord's header). Its trials are written
     idempotently, so a retry or a redelivery only fills in what is missing."""
+    if _redelivered(self) and not self.request.retries:
+        RECOVERIES.labels("redelivered").inc()
     return training.run_chunk(_settings(), job_id, round_no, training.Chunk.from_message(chunk))
 
 

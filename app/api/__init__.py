@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import time
 
 from flask import Flask, g, jsonify, request
 from werkzeug.exceptions import HTTPException
@@ -48,6 +49,22 @@ def _check_token(settings: Settings):
             return None
     return _error(401, "unauthorized", "missing or wrong bearer token",
                   None)[0], 401, {"WWW-Authenticate": 'Bearer realm="trad"'}
+
+
+def _start_clock():
+    g.started = time.perf_counter()
+
+
+def _count_request(response):
+    """Every answer in the HTTP metrics, by the route's rule (``/api/v2/training/<job:job_id>``,
+    never the id itself, so the labels stay few) or ``unmatched``."""
+    from app.metrics import HTTP_REQUESTS, HTTP_SECONDS
+
+    route = request.url_rule.rule if request.url_rule is not None else "unmatched"
+    HTTP_REQUESTS.labels(route, request.method, str(response.status_code)).inc()
+    if "started" in g:
+        HTTP_SECONDS.labels(route, request.method).observe(time.perf_counter() - g.started)
+    return response
 
 
 def _error(status: int, code: str, message: str, field: str | None = None):
@@ -129,7 +146,7 @@ def build_app(test_config: dict | None = None) -> Flask:
     settings = test_config.pop("settings", None) or load_settings(test_config.pop("environ", None))
     from app.logging_setup import configure_logging
 
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     if not settings.api_tokens and not settings.api_open:
         raise SettingsError("no TRAD_API_TOKENS: set name:secret pairs (TRAD_API_TOKENS="
                             "alice:<secret>,bob:<secret>), or TRAD_API_OPEN=1 to serve the API "
@@ -144,8 +161,13 @@ def build_app(test_config: dict | None = None) -> Flask:
     app.extensions["trad.settings"] = settings
     app.extensions["trad.enqueue"] = test_config.get("ENQUEUE") or _default_enqueue
     _register_errors(app)
+    from app.metrics import prime
+
+    prime()
+    app.before_request(_start_clock)
     app.before_request(refuse_nul)
     app.before_request(lambda: _check_token(settings))
+    app.after_request(_count_request)
     if settings.api_open:
         log.warning("api open: TRAD_API_OPEN=1, so every route takes requests without a "
                     "token; set TRAD_API_TOKENS instead before exposing this server")

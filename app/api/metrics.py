@@ -1,9 +1,16 @@
-"""GET /metrics: Prometheus exposition of jobs, trials and queues, read at scrape time.
+"""GET /metrics: Prometheus exposition of the web process and of what the database and
+the broker hold, read at scrape time.
 
-The numbers come from the database and the broker when Prometheus asks, so every API
-process reports the same truth and nothing needs prometheus-client's multiprocess mode.
+Jobs by status, trials, configurations by stage, queue depths, the oldest waiting
+message's age and the workers online come from the database and the broker when
+Prometheus asks, so every web process reports the same truth; the web's own counters
+(HTTP requests, cancels) are summed over its processes (``app.metrics``).
 """
 from __future__ import annotations
+
+import json
+import os
+import time
 
 from flask import Blueprint, Response, current_app
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -44,16 +51,49 @@ class _TradCollector:
             import redis
 
             depth = GaugeMetricFamily("trad_queue_depth", "Messages waiting per queue", labels=["queue"])
+            age = GaugeMetricFamily("trad_queue_oldest_age_seconds", "Age of the oldest "
+                                    "message waiting per queue (0 when none)", labels=["queue"])
             client = redis.Redis.from_url(self.settings.broker_url, socket_connect_timeout=2)
             prefix = self.settings.redis_prefix
+            now = time.time()
             for name in (TRIALS_QUEUE, CONTROL_QUEUE):
                 keys = [f"{prefix}{name}"] + [f"{prefix}{name}:{p}" for p in range(1, 10)]
                 depth.add_metric([name], sum(client.llen(k) for k in keys))
+                # kombu pushes on the left and pops on the right: the oldest is at -1.
+                sent = [_sent_at(client.lindex(k, -1)) for k in keys]
+                sent = [s for s in sent if s is not None]
+                age.add_metric([name], max(0.0, now - min(sent)) if sent else 0.0)
             yield depth
+            yield age
+            online = GaugeMetricFamily("trad_workers_online", "Workers whose liveness beat "
+                                       "is current (workers/liveness.py)")
+            online.add_metric([], sum(1 for _ in client.scan_iter(
+                match=f"{prefix}trad:held:*", count=500)))
+            yield online
+
+
+def _sent_at(raw) -> float | None:
+    """When a waiting message was sent (its ``trad_sent_at`` header, workers/metrics_server)."""
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw).get("headers", {}).get("trad_sent_at")
+    except (ValueError, AttributeError):
+        return None
+    return float(value) if isinstance(value, (int, float)) else None
 
 
 @bp.get("/metrics")
 def metrics():
+    from app import metrics as own
+
     registry = CollectorRegistry()
     registry.register(_TradCollector(settings_of(current_app)))
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        MultiProcessCollector(registry)
+    else:   # one process (the Flask server, tests): its own counters
+        for metric in own.OWN_METRICS:
+            registry.register(metric)
     return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)

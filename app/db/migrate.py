@@ -1,7 +1,14 @@
 """Alembic, driven from code: ``trad db upgrade`` and the "is the schema there?" check."""
 from __future__ import annotations
 
+import logging
+from contextlib import contextmanager
 from pathlib import Path
+
+# Quiet before the first import: Alembic logs "setup plugin ..." seven times at INFO as it
+# loads, and "Context impl ..." at every schema check, in every process that starts (the
+# web, Flower, workers). Only a migration says what it does (see ``upgrade``).
+logging.getLogger("alembic").setLevel(logging.WARNING)
 
 from alembic import command
 from alembic.config import Config
@@ -29,9 +36,30 @@ def alembic_config(url: str) -> Config:
 
 
 def upgrade(url: str, revision: str = "head") -> str:
-    """Apply migrations up to ``revision``; returns the revision now current."""
-    command.upgrade(alembic_config(url), revision)
+    """Apply migrations up to ``revision``; returns the revision now current. Logs one
+    line per migration applied (Alembic's "Running upgrade a -> b, ..."), nothing else, and
+    nothing when the schema is current."""
+    with _steps_logged():
+        command.upgrade(alembic_config(url), revision)
     return current_revision(url)
+
+
+class _StepsOnly(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or str(record.msg).startswith("Running ")
+
+
+@contextmanager
+def _steps_logged():
+    logger = logging.getLogger("alembic.runtime.migration")
+    level, only = logger.level, _StepsOnly()
+    logger.setLevel(logging.INFO)
+    logger.addFilter(only)
+    try:
+        yield
+    finally:
+        logger.removeFilter(only)
+        logger.setLevel(level)
 
 
 def current_revision(url: str) -> str | None:

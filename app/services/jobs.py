@@ -8,6 +8,7 @@ from datetime import timedelta
 
 from sqlalchemy import func, select, text
 
+from app.metrics import job_ended
 from app.config import Settings
 from app.data.timeutil import iso
 from app.db import training as repo
@@ -288,5 +289,6 @@ def cancel(settings: Settings, job_id: str) -> dict:
             row.finished_at = now
             row.updated_at = now
             repo.add_progress(session, row, "cancelled", "cancelled on request")
+        job_ended("cancelled", job.started_at, now)
     log.info("job cancelled job_id=%s", job_id)
     return get_job(settings, job_id)

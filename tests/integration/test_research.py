@@ -139,3 +139,23 @@ def test_max_drawdown_of_the_kept_chart_matches_the_engine_on_one_segment(finish
     assert -min(body["drawdown"]) == pytest.approx(run["result"]["in_sample"]["max_drawdown"])
     assert max_drawdown(np.asarray(body["equity"])) == pytest.approx(
         run["result"]["in_sample"]["max_drawdown"])
+
+
+def test_a_walk_forwards_chart_chains_its_folds_test_windows_each_marked(five_minute_settings):
+    settings = five_minute_settings
+    job = run_job(settings, {**BODY, "n_iterations": 12,
+                             "validation": {"method": "walk_forward", "folds": 3}})
+    assert job["status"] == "succeeded", job["error"]
+    body = research.job_chart(settings, job["job_id"], points=4000)
+    folds = job["result"]["walk_forward"]["folds"]
+    assert body["segments"] == [f"fold {f['fold']}" for f in folds]
+    assert [m["label"] for m in body["marks"]] == body["segments"]
+    # One unbroken line: each fold's window starts after the last ended, and the stitched
+    # record's bars are all there.
+    assert body["t"] == sorted(set(body["t"]))
+    assert body["bars"] == job["result"]["walk_forward"].get("stitched_bars", body["bars"])
+    firsts = [body["t"][body["segment"].index(i)] for i in range(len(folds))]
+    assert firsts == [m["t"] for m in body["marks"]]
+    trades = research.job_trades(settings, job["job_id"], per_page=1000)
+    assert sum(f["out_of_sample"]["num_trades"] for f in folds) == trades["total"]
+    assert {t["segment"] for t in trades["trades"]} <= set(body["segments"])

@@ -297,7 +297,10 @@ def test_the_dashboard_page_follows_the_json_api(api):
     page = api.get("/")
     assert page.status_code == 200 and page.mimetype == "text/html"
     html = page.get_data(as_text=True)
-    assert "/api/v2/training/jobs" in html and "/api/v2/configurations" in html
+    assert "/static/dashboard.js" in html and "/static/trad.js" in html
+    with api.get("/static/dashboard.js") as script:   # a file response: closed here
+        assert script.status_code == 200 and "javascript" in script.mimetype
+        assert '"/api/v2/events"' in script.get_data(as_text=True)
 
 
 def test_a_body_not_sent_as_json_is_refused_with_415_and_queues_nothing(api):

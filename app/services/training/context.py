@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
+from app.metrics import RECOVERIES, job_ended
 from app.backtest.candles import periods_per_year, timeframe_ms
 from app.backtest.engine import BacktestConfig
 from app.config import Settings
@@ -174,6 +175,7 @@ MAX_RECOVERIES = 3
 
 def count_recovery(session, job: TrainingJob, what: str) -> None:
     job.recoveries = (job.recoveries or 0) + 1
+    RECOVERIES.labels("watchdog_repair" if what.startswith("stalled") else "resumed").inc()
     if job.recoveries > MAX_RECOVERIES:
         raise JobFailed(f"the worker running this job was lost {MAX_RECOVERIES} times in the middle "
                         f"of a step (killed, out of memory, or past TRAD_TASK_HARD_LIMIT_S); "
@@ -226,6 +228,8 @@ def fail_job(settings: Settings, job_id: str, message: str) -> bool:
         job.updated_at = now
         repo.add_progress(session, job, "failed", message[:2000])
         parent_id, fold = job.parent_id, job.fold
+        if parent_id is None:   # a fold's failure is counted as its parent's
+            job_ended("failed", job.started_at, now, message)
         for child in session.scalars(select(TrainingJob).where(
                 TrainingJob.parent_id == job_id, TrainingJob.status.in_(("queued", "running")))):
             child.cancel_requested = True

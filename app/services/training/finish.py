@@ -20,6 +20,7 @@ from app.db.models import (
 )
 from app.db.session import session_scope
 from app.optimize.rounds import SEQUENTIAL_OPTIMIZERS
+from app.metrics import SAMPLER_SECONDS, job_ended
 from app.services.charts import kept_candles, winner_chart
 from app.services.training.context import (
     Done,
@@ -122,6 +123,8 @@ def _add_sampler_time(job: TrainingJob, seconds: float) -> None:
     stats = dict(job.stats or {})
     stats["sampler_s"] = round(stats.get("sampler_s", 0.0) + seconds, 6)
     job.stats = stats
+    if seconds:
+        SAMPLER_SECONDS.labels(job.optimizer).inc(seconds)
 
 
 PBO_SPLITS = 16
@@ -261,6 +264,7 @@ def finish_job(settings: Settings, job_id: str) -> str:
         repo.save_chart(session, job_id, {**winner_chart(
             trained_on.ts, in_sample, None if split is None else candles.ts[split:],
             out_of_sample, config.initial_capital), "candles": kept_candles(candles)})
+        job_ended("succeeded", job.started_at, now)
         mark_succeeded(job, now, winner.params, winner.value, {
             "configuration": config_row.name, "best_trial": winner.number,
             "best_params": winner.params, "objective": request.objective,

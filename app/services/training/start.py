@@ -5,6 +5,7 @@ import logging
 
 from sqlalchemy import update
 
+from app.metrics import SAMPLER_SECONDS
 from app.backtest.candles import timeframe_ms
 from app.config import Settings
 from app.db import training as repo
@@ -122,6 +123,8 @@ def start_job(settings: Settings, job_id: str, resume: bool = False) -> Round | 
         job.result = {"bars": len(candles), "train_bars": len(train), "data": data}
         job.stats = {"est_trial_ms": round(per_trial * 1e3, 4),
                      "sampler_s": round(draft.sampler_s, 6)}
+        if draft.sampler_s:
+            SAMPLER_SECONDS.labels(job.optimizer).inc(draft.sampler_s)
         repo.add_progress(session, job, "running",
                           f"{len(train)} bars, {job.n_trials} trials, round 0: "
                           f"{len(draft.chunks)} chunks")

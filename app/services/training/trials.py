@@ -10,6 +10,7 @@ from app.config import Settings
 from app.db import training as repo
 from app.db.models import TrainingJob
 from app.db.session import session_scope
+from app.metrics import CHUNK_SECONDS, CHUNKS, TRIAL_SECONDS, TRIALS
 from app.optimize.objectives import get_objective
 from app.optimize.rounds import ask_round
 from app.schemas import TrainingRequest
@@ -34,6 +35,7 @@ def run_chunk(settings: Settings, job_id: str, round_no: int, chunk: Chunk) -> d
             return {"job_id": job_id, "skipped": True, "inserted": 0}
         session.expunge(job)
     request = request_of(job)
+    started = time.perf_counter()
     ask_s = None
     if chunk.ask is not None:
         t0 = time.perf_counter()
@@ -50,6 +52,7 @@ def run_chunk(settings: Settings, job_id: str, round_no: int, chunk: Chunk) -> d
             metrics = score_params(strategy, candles, params, config, cache)
         except Exception as exc:
             # The strategy's own bug: say which strategy, which parameters, what it raised.
+            CHUNKS.labels(request.strategy, request.optimizer, "failed").inc()
             raise JobFailed(f"strategy {strategy.name} failed on trial {number} with params "
                             f"{json.dumps(params)}: {exc.__class__.__name__}: {exc}") from exc
         value = objective(metrics)
@@ -64,11 +67,24 @@ def run_chunk(settings: Settings, job_id: str, round_no: int, chunk: Chunk) -> d
         if job.parent_id and inserted:
             session.execute(update(TrainingJob).where(TrainingJob.id == job.parent_id).values(
                 trials_done=TrainingJob.trials_done + inserted, updated_at=repo.utcnow()))
+    _count(request, rows, inserted, time.perf_counter() - started)
     best = max((r["value"] for r in rows if r["state"] == "complete"), default=None)
     out = {"job_id": job_id, "round": round_no, "inserted": inserted, "best": best}
     if ask_s is not None:
         out["ask_s"] = ask_s  # this part's sampler time (history load included)
     return out
+
+
+def _count(request: TrainingRequest, rows: list[dict], inserted: int, seconds: float) -> None:
+    """The chunk in the metrics (its parts' asking time is counted by the round's finish,
+    with the job's stats.sampler_s)."""
+    labels = (request.strategy, request.optimizer)
+    TRIALS.labels(*labels).inc(inserted)
+    CHUNKS.labels(*labels, "ok").inc()
+    CHUNK_SECONDS.labels(*labels).observe(seconds)
+    if rows:
+        # The chunk's mean: one observation a chunk, not a trial (a trial can take 10 us).
+        TRIAL_SECONDS.labels(request.strategy).observe(sum(r["duration"] for r in rows) / len(rows))
 
 
 def asked_part(settings: Settings, job: TrainingJob, request: TrainingRequest, round_no: int,

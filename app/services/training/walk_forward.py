@@ -34,6 +34,7 @@ from app.strategies.registry import get_strategy
 from app.strategies.runner import run_window
 from app.validation.confidence import Thresholds
 from app.validation.lookahead import check_lookahead
+from app.metrics import job_ended
 from app.services.charts import kept_candles, walk_forward_chart
 from app.validation.trust import assess_walk_forward
 
@@ -259,6 +260,7 @@ def _finish_walk_forward(settings: Settings, parent_id: str) -> None:
             return
         repo.save_chart(session, parent_id, {**walk_forward_chart(windows, config.initial_capital),
                                               "candles": kept_candles(candles)})
+        job_ended("succeeded", job.started_at, now)
         mark_succeeded(job, now, last.best_params, last.best_value, {
             "configuration": config_row.name, "best_params": last.best_params,
             "objective": request.objective, "best_value": last.best_value,
