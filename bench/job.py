@@ -24,6 +24,7 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+TOKEN = __import__("secrets").token_urlsafe(24)
 sys.path.insert(0, str(ROOT))
 
 os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
@@ -46,7 +47,8 @@ START = 1_600_000_000_000 // STEP * STEP
 def call(method, url, body=None):
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(url, data=data, method=method,
-                                 headers={"Content-Type": "application/json"})
+                                 headers={"Content-Type": "application/json",
+                                          "Authorization": f"Bearer {TOKEN}"})
     with urllib.request.urlopen(req, timeout=30) as r:
         return json.loads(r.read())
 
@@ -114,7 +116,7 @@ def main() -> None:
         upgrade(url)
         store(url, "BTC/USDT", 1000, seed=1)
         store(url, "ETH/USDT", 100_000, seed=2)
-        web = Gunicorn(url, workers=1).wait_ready()
+        web = Gunicorn(url, workers=1, extra_env={"TRAD_API_TOKENS": f"bench:{TOKEN}"}).wait_ready()
         try:
             if "1" in only:
                 w = Worker(url, concurrency=1).wait_ready()

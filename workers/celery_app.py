@@ -133,7 +133,7 @@ celery_app = configure(Celery("trad", include=["workers.tasks"]), exit_on_bad_se
 
 
 def _add_steps(app: Celery) -> None:
-    from workers import metrics_server  # noqa: F401 - its signal handlers
+    from workers import metrics_server, warmup  # noqa: F401 - their signal handlers
     from workers.liveness import HeldMessages
 
     app.steps["consumer"].add(HeldMessages)

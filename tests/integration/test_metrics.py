@@ -170,3 +170,14 @@ def test_a_waiting_messages_age_and_beats_sends_are_measured(pg_db, redis_url, m
     ("KeyError: period", "other")])
 def test_a_failures_reason_label(message, reason):
     assert failure_reason(message) == reason
+
+
+def test_a_worker_is_warm_before_its_first_job(pg_db, redis_url):
+    """The main process ran every strategy and a finish before forking (workers/warmup.py)."""
+    worker = Worker(pg_db, concurrency=1)
+    try:
+        worker.wait_ready()
+        wait_until(lambda: "warmed strategies=" in worker.output(), 10, "the warm-up line")
+        assert "warm-up failed" not in worker.output()
+    finally:
+        worker.stop()

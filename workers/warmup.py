@@ -1,0 +1,85 @@
+"""A worker's first job as fast as its next ones: the work a first job would do once for
+the process (numba kernels loaded from their cache or compiled, each strategy's
+indicators, the finish's checks) done by the main process before its pool forks, so
+every pool child starts warm (fork shares what was loaded).
+
+Nothing here touches the database or the broker: connections must not cross a fork.
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+from celery import signals
+
+log = logging.getLogger(__name__)
+
+BARS = 600
+
+
+def _candles(n: int = BARS):
+    import numpy as np
+
+    from app.backtest.candles import Candles
+
+    rng = np.random.default_rng(0)
+    close = 100.0 * np.exp(np.cumsum(rng.normal(0.0, 0.01, n)))
+    open_ = np.concatenate(([100.0], close[:-1]))
+    high = np.maximum(open_, close) * 1.002
+    low = np.minimum(open_, close) * 0.998
+    ts = 1_600_000_000_000 + 300_000 * np.arange(n, dtype=np.int64)
+    return Candles(ts, open_, high, low, close, rng.uniform(1.0, 100.0, n))
+
+
+def warm() -> dict:
+    """Load the calendars, run each strategy through the trial path and one through a
+    finish; returns what was warmed and how long it took."""
+    started = time.perf_counter()
+    from app.backtest.engine import BacktestConfig
+    from app.services.training.finish import Winner, assess_winner
+    from app.strategies.cache import IndicatorCache
+    from app.strategies.registry import all_strategies
+    from app.strategies.runner import run_strategy, run_window, score_params
+    from app.validation.calendars import calendar_for
+    from app.validation.confidence import Thresholds
+
+    candles = _candles()
+    # The calendars a series is read with: exchange_calendars' names and ccxt's exchanges
+    # (a second and a half of imports a first job would pay).
+    calendar_for("binanceus", candles.ts, "5m")
+    calendar_for("nasdaq", candles.ts, "1d")
+    config = BacktestConfig(periods_per_year=105_120.0)
+    cache = IndicatorCache(candles)
+    strategies = all_strategies()
+    for strategy in strategies:
+        params = strategy.validate(None)
+        score_params(strategy, candles, params, config, cache)
+        run_strategy(strategy, candles, params, config)
+        run_window(strategy, candles, BARS // 2, params, config)
+    first = strategies[0]
+    params = first.validate(None)
+    sample = [(first.validate(p), True) for p in first.space_sample(8)] \
+        if hasattr(first, "space_sample") else [(params, True)] * 8
+    assess_winner(first, candles, BARS * 7 // 10, Winner(0, params, 0.0, True), sample, 8,
+                  config, 0, Thresholds(), marks=(BARS * 7 // 10,))
+    return {"strategies": len(strategies), "seconds": round(time.perf_counter() - started, 3)}
+
+
+_outcome: dict = {}
+
+
+@signals.worker_init.connect
+def _warm_before_the_pool_forks(**_kwargs) -> None:
+    try:
+        _outcome.update(warm())
+    except Exception as exc:  # noqa: BLE001 - a cold first job is slower, never wrong
+        _outcome["error"] = f"{type(exc).__name__}: {exc}"
+
+
+@signals.worker_ready.connect
+def _say_warmed(**_kwargs) -> None:
+    # Said once logging is set up (it is not yet when the pool is about to fork).
+    if "error" in _outcome:
+        log.warning("warm-up failed error=%s", _outcome["error"])
+    elif _outcome:
+        log.info("warmed strategies=%d seconds=%.2f", _outcome["strategies"], _outcome["seconds"])
