@@ -124,8 +124,17 @@ class JobTask(Task):
 
     def on_failure(self, exc, task_id, args, kwargs, einfo):
         job_id = _job_id(self, args, kwargs)
-        if job_id is not None and not getattr(self.request, "trad_transient", False):
-            _fail(job_id, exc, self.request.retries)
+        if job_id is None or getattr(self.request, "trad_transient", False):
+            return
+        if transient(exc) and self.request.retries < TRANSIENT_RETRIES:
+            # An outage met outside the task's body (storing its result in the backend
+            # while Redis restarts): its body retries such errors itself, so this one
+            # came after; the message is still unacknowledged, and redelivery or the
+            # watchdog brings the work back. Not the job's failure.
+            log.warning("outage after the task's body, job left running task=%s job_id=%s "
+                        "error=%s", self.name, job_id, exc.__class__.__name__)
+            return
+        _fail(job_id, exc, self.request.retries)
 
 
 def _first_line(exc: BaseException) -> str:

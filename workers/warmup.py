@@ -1,5 +1,5 @@
 """A worker's first job as fast as its next ones: the work a first job would do once for
-the process (numba kernels loaded from their cache or compiled, each strategy's
+the process (numba kernels loaded from their cache or compiled, each built-in strategy's
 indicators, the finish's checks) done by the main process before its pool forks, so
 every pool child starts warm (fork shares what was loaded).
 
@@ -38,7 +38,7 @@ def warm() -> dict:
     from app.backtest.engine import BacktestConfig
     from app.services.training.finish import Winner, assess_winner
     from app.strategies.cache import IndicatorCache
-    from app.strategies.registry import all_strategies
+    from app.strategies.registry import builtin_strategies
     from app.strategies.runner import run_strategy, run_window, score_params
     from app.validation.calendars import calendar_for
     from app.validation.confidence import Thresholds
@@ -50,7 +50,9 @@ def warm() -> dict:
     calendar_for("nasdaq", candles.ts, "1d")
     config = BacktestConfig(periods_per_year=105_120.0)
     cache = IndicatorCache(candles)
-    strategies = all_strategies()
+    # Trad's own strategies only: a plugin's code is not run before a job asks for it
+    # (it may log, sleep or need what its job brings).
+    strategies = builtin_strategies()
     for strategy in strategies:
         params = strategy.validate(None)
         score_params(strategy, candles, params, config, cache)

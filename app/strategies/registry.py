@@ -9,7 +9,7 @@ from importlib.metadata import entry_points
 from app.errors import InputError, did_you_mean
 from app.strategies.base import Strategy
 
-__all__ = ["get_strategy", "strategy_names", "all_strategies", "ENTRY_POINT_GROUP"]
+__all__ = ["get_strategy", "strategy_names", "all_strategies", "builtin_strategies", "ENTRY_POINT_GROUP"]
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,12 @@ def get_strategy(name: str) -> Strategy:
             raise InputError(f"{catalogue[key]} is not a trad Strategy", field="strategy")
         _loaded[key] = cls
     return cls()
+
+
+def builtin_strategies() -> list[Strategy]:
+    """Trad's own strategies (no plugin's)."""
+    return [get_strategy(name) for name, target in sorted(_BUILTINS.items())
+            if _available(target)]
 
 
 def all_strategies() -> list[Strategy]:
