@@ -9,7 +9,7 @@ import warnings
 
 from celery import Celery
 from celery.exceptions import CPendingDeprecationWarning
-from celery.signals import before_task_publish, setup_logging, worker_ready
+from celery.signals import before_task_publish, setup_logging, worker_process_init, worker_ready
 
 from app.config import Settings, exit_on_bad_settings, load_settings
 from app.logging_setup import configure_logging
@@ -39,6 +39,15 @@ def result_expires(settings: Settings) -> int:
 def _store_no_result(sender=None, headers=None, **_kwargs) -> None:
     if sender in RESULTS_NOBODY_READS and headers is not None:
         headers["ignore_result"] = True
+
+
+@worker_process_init.connect
+def _quiet_the_outage_notice(**_kwargs) -> None:
+    """Celery warns when a task's result cannot be stored ("Exception raised outside body:
+    network:..."): JobTask.on_failure and the errback handle that outage (the message is
+    redelivered), and says so in its own log line."""
+    warnings.filterwarnings("ignore", message=r"Exception raised outside body: network:",
+                            category=RuntimeWarning)
 
 
 @worker_ready.connect

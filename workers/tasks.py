@@ -52,6 +52,20 @@ def _chord_cause(exc: BaseException) -> str | None:
     return message if name in _TRAD_ERRORS else f"{name}: {message}"
 
 
+_OUTAGES = {"ConnectionError", "TimeoutError", "OperationalError", "InterfaceError",
+            "BusyLoadingError"}
+
+
+def _chord_outage(exc: BaseException) -> bool:
+    """A ChordError over a chunk that met an outage outside its body ("Dependency <id>
+    raised network:ConnectionError": its result could not be stored while Redis was
+    down), not over the chunk's own error."""
+    if not isinstance(exc, ChordError):
+        return False
+    match = re.search(r"^Dependency \S+ raised (?:network:)?(\w+)", str(exc))
+    return bool(match) and match.group(1) in _OUTAGES
+
+
 _TRAD_ERRORS = {"TradError", "InputError", "JobFailed", "Unprocessable", "NotFound", "Conflict"}
 
 
@@ -208,7 +222,7 @@ def on_chord_error(request, exc, traceback, job_id: str) -> None:
     if isinstance(exc, Retry):
         return
     retries = getattr(request, "retries", 0) or 0
-    if transient(exc) and retries < TRANSIENT_RETRIES:
+    if (transient(exc) or _chord_outage(exc)) and retries < TRANSIENT_RETRIES:
         # A chunk that could not even schedule its retry (see JobTask): redelivery or the
         # watchdog brings its trials; the job is not failed for an outage.
         log.warning("chunk failed on an outage, job left running job_id=%s error=%s",

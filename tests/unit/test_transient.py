@@ -58,3 +58,14 @@ def test_a_chunks_own_error_inside_a_chord_error_is_what_the_job_says():
                                  '{"threshold": 82}: ValueError: threshold 82 is too big')
     assert describe(ChordError("Dependency x raised KeyError('period')")) == "KeyError: period"
     assert describe(ChordError("something else")) == "ChordError: something else"
+
+
+def test_a_chord_error_over_an_outage_outside_a_chunks_body_is_an_outage():
+    from celery.exceptions import ChordError
+
+    from workers.tasks import _chord_outage
+
+    assert _chord_outage(ChordError("Dependency 59f2 raised network:ConnectionError"))
+    assert _chord_outage(ChordError("Dependency 59f2 raised OperationalError('x')"))
+    assert not _chord_outage(ChordError("Dependency 59f2 raised JobFailed('strategy X')"))
+    assert not _chord_outage(ValueError("Dependency 59f2 raised network:ConnectionError"))
