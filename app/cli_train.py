@@ -18,7 +18,7 @@ import time
 
 from app.cli_jobs import TERMINAL, RemoteJobs, job_command
 from app.cli_progress import JobProgress
-from app.config import load_settings
+from app.config import check_local_workers, load_settings
 from app.errors import InputError, did_you_mean
 
 __all__ = ["register", "print_result"]
@@ -228,21 +228,45 @@ def _run_job(settings, body: dict, progress: JobProgress) -> dict:
     from app.services import jobs
 
     if settings.embedded:
+        from workers import local_pool
+        from workers.celery_app import celery_app, configure
+
+        configure(celery_app, settings)  # this command's settings (--workers) for its tasks
         in_process = _InProcessJob()
         started = jobs.submit(settings, body, in_process.enqueue)
     else:
         from workers.pipeline import enqueue_start
 
+        local_pool = None
         in_process = None
         started = jobs.submit(settings, body, enqueue_start)
     try:
         return _follow(lambda: jobs.get_job(settings, started["job_id"]), progress, in_process)
     except KeyboardInterrupt:
         raise _JobInterrupted(started["job_id"]) from None
+    finally:
+        if local_pool is not None:
+            local_pool.shutdown()  # idle (or, after Ctrl-C, mid-chunk) helpers go now
+
+
+def _local_settings(args):
+    """This machine's settings, with ``--workers`` (the embedded default's processes)."""
+    settings = load_settings()
+    workers = getattr(args, "workers", None)
+    if workers is None:
+        return settings
+    if not settings.embedded:
+        raise InputError("--workers sets the embedded default's local processes; with a broker "
+                         "configured (CELERY_BROKER_URL) the job runs on its workers: start more "
+                         "of them instead", field="workers")
+    return settings.replace(local_workers=check_local_workers(workers, "--workers"))
 
 
 def cmd_optimize(args) -> int:
     body = _body(args)
+    if args.submit and args.workers is not None:
+        raise InputError("--workers is for a job run on this machine; with --submit the API's "
+                         "workers run it", field="workers")
     progress = JobProgress()
     settings = None
     try:
@@ -254,7 +278,7 @@ def cmd_optimize(args) -> int:
             except KeyboardInterrupt:
                 raise _JobInterrupted(job_id) from None
         else:
-            settings = load_settings()
+            settings = _local_settings(args)
             job = _run_job(settings, body, progress)
     except _JobInterrupted as stop:
         progress.close()
@@ -362,9 +386,10 @@ def cmd_demo(args) -> int:
     from app.services import market_data
 
     say = (lambda _text: None) if args.json else print
-    settings = load_settings()
+    settings = _local_settings(args)
     say(f"database: {settings.redacted()['database_url']}"
-        + ("  (embedded: tasks run in this process)" if settings.embedded else ""))
+        + (f"  (embedded: tasks run on {_processes(settings.local_workers)} of this machine)"
+           if settings.embedded else ""))
     upgrade(settings.database_url)
     body = {**DEMO_BODY, "n_iterations": args.trials}
     with session_scope(settings.database_url) as session:
@@ -391,6 +416,14 @@ def cmd_demo(args) -> int:
     return 0 if job["status"] == "succeeded" else 1
 
 
+WORKERS_HELP = ("processes that run the trials on this machine when no broker is configured "
+                "(default: TRAD_LOCAL_WORKERS, else every core)")
+
+
+def _processes(n: int) -> str:
+    return "1 process" if n == 1 else f"{n} processes"
+
+
 def register(subparsers) -> None:
     """Add `optimize`, `demo` and `configs` to the `trad` command's subparsers."""
     p = subparsers.add_parser("optimize", help="run a training job (same fields as the HTTP body)")
@@ -402,6 +435,7 @@ def register(subparsers) -> None:
             p.add_argument(flag, dest=key, metavar="JSON", help=help_text)
         else:
             p.add_argument(flag, dest=key, type=kind, help=help_text)
+    p.add_argument("--workers", type=int, metavar="N", help=WORKERS_HELP)
     p.add_argument("--submit", metavar="URL", help="send the job to a running API and follow it")
     p.add_argument("--token", help="bearer token for --submit (or TRAD_API_TOKEN)")
     p.add_argument("--json", action="store_true", help="print the job as the HTTP API does")
@@ -409,6 +443,7 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser("demo", help="train LIQUIDITY_SWEEP on synthetic candles (make run)")
     p.add_argument("--trials", type=int, default=DEMO_BODY["n_iterations"])
+    p.add_argument("--workers", type=int, metavar="N", help=WORKERS_HELP)
     p.add_argument("--json", action="store_true", help="print the job as the HTTP API does")
     p.set_defaults(func=cmd_demo)
 

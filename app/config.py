@@ -261,6 +261,9 @@ class Settings:
     # How many workers share the asks of each bayesian round (a job's sampler_parts when it
     # does not say). More parts, faster rounds on as many workers, slightly weaker search.
     sampler_parts: int = 2
+    # The embedded default's processes for a round's chunks (TRAD_LOCAL_WORKERS, `trad
+    # optimize --workers`): this one and local_workers - 1 helpers (workers/local_pool.py).
+    local_workers: int = 1
     log_level: str = "INFO"
     # "text" (key=value lines) or "json" (one JSON object a line): TRAD_LOG_FORMAT.
     log_format: str = "text"
@@ -317,6 +320,27 @@ class Settings:
         return out
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, as taskset or a container's
+    cpuset limits it), at least one."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+MAX_LOCAL_WORKERS = 256
+
+
+def check_local_workers(value: float, where: str) -> int:
+    """A local worker count as given (``where`` names the flag or variable)."""
+    if value != int(value) or not 1 <= value <= MAX_LOCAL_WORKERS:
+        raise InputError(f"{where} must be a whole number from 1 to {MAX_LOCAL_WORKERS} "
+                         f"(processes on this machine; it has {usable_cores()} cores), got {value:g}",
+                         field="workers")
+    return int(value)
+
+
 def load_settings(environ: dict | None = None) -> Settings:
     """Settings from ``environ`` (default ``os.environ``), after ``TRAD_ENV_FILE`` (or
     ``./.env`` when present) fills in what the environment leaves unset."""
@@ -350,6 +374,12 @@ def load_settings(environ: dict | None = None) -> Settings:
     if not 1 <= parts <= 64:
         read.wrong(f"TRAD_SAMPLER_PARTS must be an integer from 1 to 64, got {parts:g}")
         parts = 2
+    local_workers = read.number("TRAD_LOCAL_WORKERS", usable_cores())
+    try:
+        local_workers = check_local_workers(local_workers, "TRAD_LOCAL_WORKERS")
+    except InputError as exc:
+        read.wrong(exc.message)
+        local_workers = usable_cores()
     stall = read.number("TRAD_STALL_AFTER_S", limits[2] + 120.0, positive=True)
     if stall <= limits[2]:
         read.wrong(f"TRAD_STALL_AFTER_S ({stall:g}) must be above the visibility timeout "
@@ -380,6 +410,7 @@ def load_settings(environ: dict | None = None) -> Settings:
         max_trials=max_trials,
         max_cost=max_cost,
         sampler_parts=int(parts),
+        local_workers=int(local_workers),
         data_watch_interval_s=read.number("TRAD_DATA_WATCH_INTERVAL_S", 60.0, positive=True),
         watchdog_interval_s=read.number("TRAD_WATCHDOG_INTERVAL_S", 60.0, positive=True),
         log_level=log_level,

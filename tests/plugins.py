@@ -44,6 +44,38 @@ class Slow(Strategy):
         return (np.arange(len(candles)) // params["period"] % 2).astype(float)
 
 
+class WhereRun(Strategy):
+    """In and out every ``period`` bars, saying which process ran each trial: a file named
+    by its pid in TRAD_TEST_PID_DIR (written as the trial starts), a trial lasting
+    TRAD_TEST_SLOW_TRIAL_S. With TRAD_TEST_RENDEZVOUS=N a process's first trial waits
+    (up to a minute) until N processes have started one: only trials run at the same
+    time pass it."""
+
+    name = "WHERE_RUN"
+    space = (IntParam("period", 2, 40, default=5),)
+
+    def positions(self, candles, params, cache):
+        import os
+        import time
+        from pathlib import Path
+
+        from celery import current_task
+
+        if current_task is not None and current_task.name == "trad.run_trials":
+            where = Path(os.environ["TRAD_TEST_PID_DIR"])
+            mine = where / str(os.getpid())
+            first = not mine.exists()
+            mine.touch()
+            want = int(os.environ.get("TRAD_TEST_RENDEZVOUS", "0"))
+            deadline = time.monotonic() + 60
+            while first and len(list(where.iterdir())) < want:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"no {want} processes ran trials at the same time")
+                time.sleep(0.01)
+            time.sleep(float(os.environ.get("TRAD_TEST_SLOW_TRIAL_S", "0")))
+        return (np.arange(len(candles)) // params["period"] % 2).astype(float)
+
+
 def _peeking(candles, cache, period, peek):
     """Long above a moving average; where ``peek`` is true, long exactly when the next bar
     closes higher: a perfect, impossible edge on those bars."""
@@ -94,6 +126,7 @@ def write_plugins(root: Path) -> Path:
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-strats\nVersion: 1.0\n")
     (dist / "entry_points.txt").write_text("[trad.strategies]\nEXPLODES = broken_strats:Explodes\n"
                                            "SLOW = broken_strats:Slow\n"
+                                           "WHERE_RUN = broken_strats:WhereRun\n"
                                            "PEEK_BETWEEN = broken_strats:PeekBetween\n"
                                            "PEEK_SOMETIMES = broken_strats:PeekSometimes\n")
     return root

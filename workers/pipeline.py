@@ -4,9 +4,10 @@ walk-forward's folds as jobs of their own, a finished job's study export. Signat
 built by task name, so this module imports no task module (tasks import it, not the
 other way round). No backtest logic here.
 
-In eager mode (the embedded default) the same signatures run in-process; a finished
-round's next round is queued on a trampoline instead of nesting inside the previous
-one, so a job of hundreds of rounds does not grow the stack.
+In eager mode (the embedded default) the same signatures run in-process, a round's chunks
+on ``local_workers`` local processes (workers/local_pool.py); a finished round's next
+round is queued on a trampoline instead of nesting inside the previous one, so a job of
+hundreds of rounds does not grow the stack.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from celery import chord, group
 
 from app.services import training
 from workers.celery_app import CONTROL_QUEUE, TRIALS_QUEUE, celery_app
+from workers.local_pool import LocalChord
 
 __all__ = ["enqueue_start", "enqueue_export", "enqueue_finish", "send", "send_repairs",
            "broker_priority"]
@@ -58,12 +60,17 @@ def _dispatch_round(plan: training.Round) -> None:
     """The round's chunks as a chord, then recorded as sent (a redelivered start_job or
     finish_round sends it again only if not)."""
     p = broker_priority(plan.priority)
-    header = group(_task(RUN_TRIALS, (plan.job_id, plan.number, c.to_message()),
-                         queue=TRIALS_QUEUE, priority=p) for c in plan.chunks)
+    header = [_task(RUN_TRIALS, (plan.job_id, plan.number, c.to_message()),
+                    queue=TRIALS_QUEUE, priority=p) for c in plan.chunks]
     body = _task(FINISH_ROUND, (plan.job_id, plan.number, plan.expected), queue=CONTROL_QUEUE,
                  priority=p)
     body.link_error(_task(ON_CHORD_ERROR, (plan.job_id,), queue=CONTROL_QUEUE))
-    _send(chord(header, body))
+    settings = celery_app.conf.trad_settings
+    if celery_app.conf.task_always_eager and settings.local_workers > 1 and len(header) > 1:
+        # The embedded default on every core: the same tasks, on local processes.
+        _send(LocalChord(header, body, settings, settings.local_workers))
+    else:
+        _send(chord(group(header), body))
     training.mark_dispatched(celery_app.conf.trad_settings, plan.job_id, plan.number)
 
 

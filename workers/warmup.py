@@ -37,9 +37,7 @@ def warm() -> dict:
     started = time.perf_counter()
     from app.backtest.engine import BacktestConfig
     from app.services.training.finish import Winner, assess_winner
-    from app.strategies.cache import IndicatorCache
-    from app.strategies.registry import builtin_strategies
-    from app.strategies.runner import run_strategy, run_window, score_params
+    from app.strategies.runner import run_strategy, run_window
     from app.validation.calendars import calendar_for
     from app.validation.confidence import Thresholds
 
@@ -49,13 +47,9 @@ def warm() -> dict:
     calendar_for("binanceus", candles.ts, "5m")
     calendar_for("nasdaq", candles.ts, "1d")
     config = BacktestConfig(periods_per_year=105_120.0)
-    cache = IndicatorCache(candles)
-    # Trad's own strategies only: a plugin's code is not run before a job asks for it
-    # (it may log, sleep or need what its job brings).
-    strategies = builtin_strategies()
+    strategies = warm_trials(candles)
     for strategy in strategies:
         params = strategy.validate(None)
-        score_params(strategy, candles, params, config, cache)
         run_strategy(strategy, candles, params, config)
         run_window(strategy, candles, BARS // 2, params, config)
     first = strategies[0]
@@ -65,6 +59,25 @@ def warm() -> dict:
     assess_winner(first, candles, BARS * 7 // 10, Winner(0, params, 0.0, True), sample, 8,
                   config, 0, Thresholds(), marks=(BARS * 7 // 10,))
     return {"strategies": len(strategies), "seconds": round(time.perf_counter() - started, 3)}
+
+
+def warm_trials(candles=None) -> list:
+    """The trial path (kernels, indicators) of each built-in strategy: what a process that
+    only runs chunks needs (the embedded default's helpers); returns the strategies."""
+    from app.backtest.engine import BacktestConfig
+    from app.strategies.cache import IndicatorCache
+    from app.strategies.registry import builtin_strategies
+    from app.strategies.runner import score_params
+
+    candles = candles if candles is not None else _candles()
+    config = BacktestConfig(periods_per_year=105_120.0)
+    cache = IndicatorCache(candles)
+    # Trad's own strategies only: a plugin's code is not run before a job asks for it
+    # (it may log, sleep or need what its job brings).
+    strategies = builtin_strategies()
+    for strategy in strategies:
+        score_params(strategy, candles, strategy.validate(None), config, cache)
+    return strategies
 
 
 _outcome: dict = {}
