@@ -1,10 +1,14 @@
 """Engine benchmark: SMA_CROSS over a 20 x 20 (fast, slow) grid, one core, three ways.
 
 Prints trials per second on 1,000, 100,000 and 1,000,000 synthetic candles for
-  - Trad: ``app.strategies.run_trials`` (signal, engine with fees, every metric);
+  - Trad: ``app.strategies.run_trials``, the workers' path (``score_batch``: the signal
+    trial by trial, the engine with fees over a block of trials in one compiled call,
+    every metric);
   - a plain-numpy baseline written here, the way a quant writes it by hand;
   - a hand-fused numba loop written here: one pass per trial, nothing else;
-and the ratios Trad/numpy and Trad/fused in the same run. Never asserts.
+the ratios Trad/numpy and Trad/fused, and, for where Trad's time goes, its batch engine
+alone (``evaluate_batch`` over the grid's targets made beforehand). The measurements take
+turns, a repeat each, so a busy machine slows them alike. Never asserts.
 
 The three compute the same objective, Trad's: a long-only target decided at a bar's
 close and filled at the next open, ``fee`` on the notional of every fill (so entering
@@ -41,9 +45,11 @@ from numba import njit  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app.backtest import BacktestConfig  # noqa: E402
+from app.backtest.engine import evaluate_batch  # noqa: E402
 from app.backtest.indicators import sma  # noqa: E402
 from app.data.synthetic import synthetic_candles  # noqa: E402
 from app.strategies import IndicatorCache, get_strategy, run_trials  # noqa: E402
+from app.strategies.runner import BLOCK_BYTES, MIN_BLOCK_TRIALS  # noqa: E402
 
 FEE = 0.001
 PPY = 365 * 288  # 5-minute bars
@@ -101,16 +107,20 @@ def fused_trial(open_, close, fast_ma, slow_ma):
     return mean / math.sqrt(var) * math.sqrt(PPY) if var > 0 else 0.0
 
 
-def timed(fn, min_seconds: float) -> float:
-    """Best trials/s over repeats of ``fn`` (which runs some trials and returns how many)."""
-    best = 0.0
-    spent = 0.0
-    while spent < min_seconds:
-        t0 = time.perf_counter()
-        count = fn()
-        dt = time.perf_counter() - t0
-        spent += dt
-        best = max(best, count / dt)
+def timed(fns, min_seconds: float) -> list[float]:
+    """Best trials/s of each of ``fns`` (each runs some trials and returns how many), in
+    turns until each has run ``min_seconds``: a load that comes and goes hits them alike."""
+    best = [0.0] * len(fns)
+    spent = [0.0] * len(fns)
+    while min(spent) < min_seconds:
+        for i, fn in enumerate(fns):
+            if spent[i] >= min_seconds:
+                continue
+            t0 = time.perf_counter()
+            count = fn()
+            dt = time.perf_counter() - t0
+            spent[i] += dt
+            best[i] = max(best[i], count / dt)
     return best
 
 
@@ -125,7 +135,8 @@ def main() -> None:
           f"cpu {cpu}, one core")
     strategy = get_strategy("SMA_CROSS")
     print(f"{'candles':>10} | {'trad':>9} | {'numpy':>9} | {'fused':>9} | {'trad/numpy':>10} | "
-          f"{'trad/fused':>10} | max |dSharpe| numpy, fused | best (fast, slow) trad / numpy / fused")
+          f"{'trad/fused':>10} | {'engine':>9} | max |dSharpe| numpy, fused | "
+          f"best (fast, slow) trad / numpy / fused")
     for n in (int(x) for x in args.sizes.split(",")):
         candles = synthetic_candles(n, timeframe="5m", seed=42, start=0)
         # Fewer trials per repeat on long series keeps each measurement a few seconds.
@@ -140,8 +151,21 @@ def main() -> None:
         fused_trial(open_, close, smas[grid[0][0]], smas[grid[0][1]])  # compile
         run_trials(strategy, candles, params[:2], config, cache)
 
+        # The engine column's targets, made beforehand: at most 64 MB of them.
+        targets = np.stack([strategy.positions(candles, p, cache)
+                            for p in params[:max(1, (64 << 20) // (8 * n))]])
+        evaluate_batch(candles, targets[:2], config)  # compile
+
         def trad():
             return len(run_trials(strategy, candles, params, config, cache))
+
+        def engine():
+            # The batch engine alone, in blocks cut as score_batch cuts them.
+            rows = BLOCK_BYTES // (8 * n)
+            rows = rows if rows >= MIN_BLOCK_TRIALS else 1
+            for a in range(0, len(targets), rows):
+                evaluate_batch(candles, targets[a:a + rows], config)
+            return len(targets)
 
         def plain():
             for f, s in grid:
@@ -153,7 +177,8 @@ def main() -> None:
                 fused_trial(open_, close, smas[f], smas[s])
             return len(grid)
 
-        rate_trad, rate_numpy, rate_fused = (timed(fn, args.seconds) for fn in (trad, plain, fused))
+        rate_trad, rate_numpy, rate_fused, rate_engine = timed((trad, plain, fused, engine),
+                                                                args.seconds)
         ours = np.array([m["sharpe_ratio"] for m in run_trials(strategy, candles, params, config, cache)])
         by_numpy = np.array([numpy_trial(open_, close, smas[f], smas[s]) for f, s in grid])
         by_fused = np.array([fused_trial(open_, close, smas[f], smas[s]) for f, s in grid])
@@ -161,7 +186,7 @@ def main() -> None:
         same = "same best" if best[0] == best[1] == best[2] else "BEST DIFFERS"
         print(f"{n:>10,} | {rate_trad:>9,.0f} | {rate_numpy:>9,.0f} | {rate_fused:>9,.0f} | "
               f"{rate_trad / rate_numpy:>10.2f} | {rate_trad / rate_fused:>10.2f} | "
-              f"{np.max(np.abs(ours - by_numpy)):.1e}, {np.max(np.abs(ours - by_fused)):.1e} | "
+              f"{rate_engine:>9,.0f} | {np.max(np.abs(ours - by_numpy)):.1e}, {np.max(np.abs(ours - by_fused)):.1e} | "
               f"{best[0]} / {best[1]} / {best[2]} ({same})")
 
 

@@ -67,7 +67,7 @@ def warm_trials(candles=None) -> list:
     from app.backtest.engine import BacktestConfig
     from app.strategies.cache import IndicatorCache
     from app.strategies.registry import builtin_strategies
-    from app.strategies.runner import score_params
+    from app.strategies.runner import run_trials, score_params
 
     candles = candles if candles is not None else _candles()
     config = BacktestConfig(periods_per_year=105_120.0)
@@ -76,7 +76,9 @@ def warm_trials(candles=None) -> list:
     # (it may log, sleep or need what its job brings).
     strategies = builtin_strategies()
     for strategy in strategies:
-        score_params(strategy, candles, strategy.validate(None), config, cache)
+        params = strategy.validate(None)
+        score_params(strategy, candles, params, config, cache)   # one trial: the finish's route
+        run_trials(strategy, candles, [params] * 2, config, cache)   # a chunk: the batch kernel
     return strategies
 
 

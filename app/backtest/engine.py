@@ -40,13 +40,18 @@ import numpy as np
 from app.backtest import _kernel as K
 from app.backtest.candles import Candles, periods_per_year
 from app.backtest.indicators import atr as _atr
-from app.backtest.metrics import compute_metrics, metrics_from_stats
+from app.backtest.metrics import (
+    compute_metrics,
+    metrics_from_stats,
+    metrics_from_stats_batch,
+)
 from app.errors import InputError
 
 __all__ = ["BacktestConfig", "Trade", "BacktestResult", "backtest", "backtest_window", "evaluate",
-           "equity_returns"]
+           "evaluate_batch", "equity_returns", "as_target"]
 
 _NO_ATR = np.empty(0)
+_NO_ATRS = np.empty((0, 0))
 _EXIT_REASONS = {
     K.EXIT_SIGNAL: "signal",
     K.EXIT_STOP: "stop_loss",
@@ -150,10 +155,17 @@ class BacktestResult:
         return {"metrics": dict(self.metrics), "trades": [t.to_dict() for t in self.trades]}
 
 
-def _prepare(candles: Candles, target, config: BacktestConfig, atr):
+def as_target(candles: Candles, target) -> np.ndarray:
+    """``target`` as the engine reads it: float64, contiguous, one value per bar (the same
+    array when it already is); ``InputError`` when its shape is not the candles'."""
     target = np.ascontiguousarray(target, dtype=np.float64)
     if target.shape != candles.close.shape:
         raise InputError(f"target has shape {target.shape}, candles have {len(candles)} bars")
+    return target
+
+
+def _prepare(candles: Candles, target, config: BacktestConfig, atr):
+    target = as_target(candles, target)
     if config.uses_atr:
         atr = _atr(candles.high, candles.low, candles.close, int(config.atr_period)) if atr is None else atr
     else:
@@ -161,15 +173,17 @@ def _prepare(candles: Candles, target, config: BacktestConfig, atr):
     return target, atr
 
 
+def _settings(config: BacktestConfig) -> tuple:
+    """The kernel's numbers for ``config``, in the order of its ``C_*`` columns."""
+    return (config.fee, config.slippage_bps * 1e-4, config.initial_capital,
+            config.stop_loss or 0.0, config.take_profit or 0.0,
+            config.stop_loss_atr or 0.0, config.take_profit_atr or 0.0)
+
+
 def _run(candles, target, config, atr, record, equity, units, trades):
     stats = np.empty(K.N_STATS)
-    K.simulate(
-        candles.open, candles.high, candles.low, candles.close, target,
-        config.fee, config.slippage_bps * 1e-4, config.initial_capital,
-        config.stop_loss or 0.0, config.take_profit or 0.0,
-        config.stop_loss_atr or 0.0, config.take_profit_atr or 0.0,
-        atr, record, equity, units, trades, stats,
-    )
+    K.simulate(candles.open, candles.high, candles.low, candles.close, target, *_settings(config),
+               atr, record, equity, units, trades, stats)
     return stats
 
 
@@ -196,6 +210,97 @@ def evaluate(candles: Candles, target, config: BacktestConfig = BacktestConfig()
     target, atr = _prepare(candles, target, config, atr)
     stats = _run(candles, target, config, atr, False, *_NO_RECORD)
     return metrics_from_stats(stats, config.initial_capital, config.periods_per_year)
+
+
+def evaluate_batch(candles: Candles, targets, configs=BacktestConfig(), atrs=None) -> list[dict]:
+    """``evaluate`` of many trials over the same candles in one compiled call: the same
+    metrics dicts, the same floats, as ``[evaluate(candles, t, c, a) for ...]``.
+
+    ``targets`` is a 2-D array (a row per trial) or a sequence of targets; ``configs``
+    one config for every trial or one per trial; ``atrs`` None or one per trial (each
+    None or an ATR array, as ``evaluate``'s ``atr``). A sequence is copied into one block
+    (trials x bars), except a single trial, which ``evaluate`` runs on its own array: pass
+    blocks the size you can afford (``app.strategies.runner.score_batch`` cuts them).
+
+    >>> import numpy as np
+    >>> from app.backtest.candles import Candles
+    >>> px = np.array([100.0, 101.0, 103.0, 102.0])
+    >>> c = Candles(np.arange(4) * 86_400_000, px, px, px, px, np.ones(4))
+    >>> cfg = BacktestConfig(fee=0.0)
+    >>> ms = evaluate_batch(c, [[1, 1, 1, 1], [0, 0, 0, 0]], cfg)
+    >>> [m["num_trades"] for m in ms], ms[0] == evaluate(c, [1, 1, 1, 1], cfg)
+    ([1, 0], True)
+    """
+    block = _block(candles, targets)
+    k = block.shape[0]
+    shared = isinstance(configs, BacktestConfig)
+    per_trial = [configs] * k if shared else list(configs)
+    atrs = None if atrs is None else list(atrs)
+    if len(per_trial) != k or (atrs is not None and len(atrs) != k):
+        raise InputError(f"{k} targets need as many configs and ATRs, got {len(per_trial)} "
+                         f"and {k if atrs is None else len(atrs)}")
+    if k == 0:
+        return []
+    if k == 1:  # evaluate itself, spared the batch's set-up (a long series runs so)
+        return [evaluate(candles, block[0], per_trial[0], None if atrs is None else atrs[0])]
+    settings = np.empty((k, K.N_SETTINGS))
+    if shared:  # the common case, spared a pass over the trials
+        settings[:] = _settings(configs)
+        ppy = np.full(k, float(configs.periods_per_year))
+    else:
+        known: dict = {}  # trials share a few config objects (overrides per parameter set)
+        settings[:] = [known.get(id(c)) or known.setdefault(id(c), _settings(c))
+                       for c in per_trial]
+        ppy = np.array([c.periods_per_year for c in per_trial], dtype=np.float64)
+    if atrs is None and shared and not configs.uses_atr:
+        table, atr_row = _NO_ATRS, np.full(k, -1, dtype=np.int64)
+    else:
+        table, atr_row = _atr_rows(candles, per_trial, [None] * k if atrs is None else atrs)
+    stats = np.empty((k, K.N_STATS))
+    K.simulate_batch(candles.open, candles.high, candles.low, candles.close, block, settings,
+                     table, atr_row, stats)
+    return metrics_from_stats_batch(stats, settings[:, K.C_INIT_CASH], ppy)
+
+
+def _block(candles: Candles, targets) -> np.ndarray:
+    """The targets as one C-contiguous float64 (trials x bars) array; ``as_target``'s
+    error for a trial of the wrong shape."""
+    n = len(candles)
+    if isinstance(targets, np.ndarray) and targets.ndim == 2:
+        block = np.ascontiguousarray(targets, dtype=np.float64)
+        if block.shape[1] != n:
+            raise InputError(f"targets have {block.shape[1]} bars, candles have {n}")
+        return block
+    rows = [as_target(candles, t) for t in targets]
+    if len(rows) == 1:
+        return rows[0][None]  # a view: one long series is not copied
+    return np.array(rows) if rows else np.empty((0, n))
+
+
+def _atr_rows(candles: Candles, configs: list, atrs: list):
+    """The distinct ATR arrays of a batch as a matrix, and each trial's row in it (-1:
+    none), chosen as ``_prepare`` chooses a trial's."""
+    n = len(candles)
+    computed, index, distinct = {}, {}, []
+    atr_row = np.full(len(configs), -1, dtype=np.int64)
+    for j, (c, a) in enumerate(zip(configs, atrs)):
+        if not c.uses_atr:
+            continue
+        if a is None:
+            a = computed.get(c.atr_period)
+            if a is None:
+                a = computed[c.atr_period] = _atr(candles.high, candles.low, candles.close,
+                                                  int(c.atr_period))
+        a = np.ascontiguousarray(a, dtype=np.float64)
+        if a.shape != (n,):
+            continue  # the loop reads an ATR of another length as none (no ATR stops)
+        atr_row[j] = index.get(id(a), -1)
+        if atr_row[j] < 0:
+            atr_row[j] = index[id(a)] = len(distinct)
+            distinct.append(a)
+    if len(distinct) == 1:
+        return distinct[0][None], atr_row  # a view, as for one target
+    return (np.stack(distinct) if distinct else np.empty((0, n))), atr_row
 
 
 def equity_returns(candles: Candles, target, config: BacktestConfig = BacktestConfig(),
@@ -273,9 +378,7 @@ def backtest_window(candles: Candles, target, start: int, config: BacktestConfig
     start = int(start)
     if not 0 <= start < len(candles):
         raise InputError(f"window start {start} is outside the {len(candles)} bars", field="start")
-    target = np.ascontiguousarray(target, dtype=np.float64)
-    if target.shape != candles.close.shape:
-        raise InputError(f"target has shape {target.shape}, candles have {len(candles)} bars")
+    target = as_target(candles, target)
     if start == 0:
         return backtest(candles, target, config, atr)
     if config.uses_atr and atr is None:

@@ -40,6 +40,7 @@ __all__ = [
     "bar_returns",
     "compute_metrics",
     "metrics_from_stats",
+    "metrics_from_stats_batch",
 ]
 
 PROFIT_FACTOR_CAP = 100.0
@@ -208,3 +209,59 @@ def metrics_from_stats(stats: np.ndarray, initial_capital: float, periods_per_ye
         float(stats[K.S_MAX_DD]), int(stats[K.S_TRADES]), stats[K.S_WINS],
         stats[K.S_GROSS_PROFIT], stats[K.S_GROSS_LOSS], stats[K.S_SUM_PNL], stats[K.S_EXPOSED],
     )
+
+
+# Below this many trials numpy's ~1 us a call over the batch costs more than Python a row.
+_VECTOR_ROWS = 64
+
+
+def metrics_from_stats_batch(stats: np.ndarray, init: np.ndarray, ppy: np.ndarray) -> list[dict]:
+    """The metrics dict of each row of ``stats`` (a trial's running statistics), with its
+    initial capital and periods per year, by ``metrics_from_stats``'s rules.
+
+    A large batch takes them over all rows at once: each number is the same IEEE
+    operation in the same order as there, so the same float (the tests hold the two
+    routes equal); the CAGR goes row by row through ``cagr``, since numpy's log differs
+    from the C library's in the last bit."""
+    bars = stats[:, K.S_BARS]
+    if len(stats) < _VECTOR_ROWS or not (bars > 0).all():
+        # A row of Python floats reads as the array does (the same floats), and faster.
+        return [metrics_from_stats(row, i, p)
+                for row, i, p in zip(stats.tolist(), init.tolist(), ppy.tolist())]
+    final, mean, mdd = stats[:, K.S_FINAL_EQUITY], stats[:, K.S_MEAN], stats[:, K.S_MAX_DD]
+    trades, gp, gl = stats[:, K.S_TRADES], stats[:, K.S_GROSS_PROFIT], stats[:, K.S_GROSS_LOSS]
+    root_year = np.sqrt(ppy)
+    growth = np.array(list(map(cagr, final.tolist(), init.tolist(), bars.astype(np.int64).tolist(),
+                               ppy.tolist())))
+    # np.where computes both sides: the side a row does not take may divide by zero.
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        var = stats[:, K.S_M2] / (bars - 1.0)
+        downside = np.sqrt(stats[:, K.S_DOWN_SQ] / bars)
+        columns = (
+            final - init,
+            final / init - 1.0,
+            growth,
+            np.where((bars >= 2.0) & (var > 0.0), mean / np.sqrt(var) * root_year, 0.0),
+            np.where(downside > 0.0, mean / downside * root_year, 0.0),
+            mdd,
+            np.where(mdd > 0.0, np.minimum(growth / mdd, sys.float_info.max), 0.0),
+            np.where(trades > 0.0, stats[:, K.S_WINS] / trades, 0.0),
+            np.where(gp <= 0.0, 0.0, np.where(gl <= 0.0, PROFIT_FACTOR_CAP,
+                                              np.minimum(gp / gl, PROFIT_FACTOR_CAP))),
+            trades.astype(np.int64),
+            stats[:, K.S_EXPOSED] / bars,
+            np.where(trades > 0.0, stats[:, K.S_SUM_PNL] / trades, 0.0),
+            final,
+        )
+    # Plain Python numbers (not numpy scalars), so any JSON encoder takes the dicts.
+    return list(map(_metrics_dict, *(c.tolist() for c in columns)))
+
+
+def _metrics_dict(net_profit, total_return, growth, sharpe, sortino, mdd, calmar, win_rate,
+                  pf, trades, exposure, avg_trade, final) -> dict:
+    # A dict display, in METRIC_NAMES' order: twice as fast as dict(zip(...)) a trial.
+    return {"net_profit": net_profit, "total_return": total_return, "cagr": growth,
+            "sharpe_ratio": sharpe, "sortino_ratio": sortino, "max_drawdown": mdd,
+            "calmar_ratio": calmar, "win_rate": win_rate, "profit_factor": pf,
+            "num_trades": trades, "exposure": exposure, "avg_trade": avg_trade,
+            "final_equity": final}
