@@ -56,6 +56,7 @@ def call(method, url, body=None):
 def run_job(web: Gunicorn, body: dict, timeout: float = 3600) -> tuple[dict, float]:
     t0 = time.perf_counter()
     started = call("POST", web.url + "/api/v2/training/start", body)
+    run_job.post_s = time.perf_counter() - t0
     while True:
         job = call("GET", web.url + started["status_url"])
         if job["status"] in ("succeeded", "failed", "cancelled"):
@@ -126,18 +127,23 @@ def main() -> None:
                     body = {"strategy": args.strategy, "symbol": "BTC/USDT", "exchange": "binanceus",
                             "timeframe": "5m", "optimizer": "random", "lookback_days": 30,
                             "n_iterations": 10, "run_validation": False}
-                    times, stages = [], []
+                    times, stages, ids, posts = [], [], [], []
                     for _ in range(6):
                         job, dt = run_job(web, body)
                         assert job["status"] == "succeeded", job["error"]
                         times.append(dt)
                         stages.append(job["result"]["lifecycle_stage"])
+                        ids.append(job["job_id"])
+                        posts.append(run_job.post_s)
                     later = sorted(times[1:])
                     print(f"[1] the old system's body (LIQUIDITY_SWEEP, 10 random trials, 1,000 "
                           f"candles), POST -> succeeded, 1 fresh worker process: first job "
                           f"{times[0]:.3f} s, median of the next 5 {later[2]:.3f} s (the old "
                           f"system: 127 s, x{127 / times[0]:,.0f} and x{127 / later[2]:,.0f}); "
                           f"stages {', '.join(stages)}")
+                    print(f"    first job: POST {posts[0]:.3f} s; {phases(url, ids[0])}")
+                    print(f"    a later one: POST {posts[3]:.3f} s; {phases(url, ids[3])}")
+                    print(f"    worker log: {w.log_path}")
                 finally:
                     w.stop()
             if "2" in only:

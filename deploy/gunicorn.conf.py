@@ -36,3 +36,10 @@ def post_fork(server, worker):
     check, and a restarted master exits with "Connection in use"."""
     if _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
         server.log.warning("prctl(PR_SET_PDEATHSIG) failed: errno %d", ctypes.get_errno())
+
+
+def post_worker_init(worker):
+    """Connections and lazy imports of a first request made before it comes (app.api.warm)."""
+    from app.api import warm
+
+    warm(worker.wsgi)

@@ -3,7 +3,8 @@ the process (numba kernels loaded from their cache or compiled, each built-in st
 indicators, the finish's checks) done by the main process before its pool forks, so
 every pool child starts warm (fork shares what was loaded).
 
-Nothing here touches the database or the broker: connections must not cross a fork.
+Nothing done before the fork touches the database or the broker: connections must not
+cross a fork. Each pool process connects once forked (worker_process_init).
 """
 from __future__ import annotations
 
@@ -91,6 +92,30 @@ def _warm_before_the_pool_forks(**_kwargs) -> None:
         _outcome.update(warm())
     except Exception as exc:  # noqa: BLE001 - a cold first job is slower, never wrong
         _outcome["error"] = f"{type(exc).__name__}: {exc}"
+
+
+@signals.worker_process_init.connect
+def _connect_after_the_fork(**_kwargs) -> None:
+    """Each pool process opens its database and broker connections, and compiles the
+    statements a job's first steps run, before its first task (after the fork: a
+    connection never crosses one)."""
+    try:
+        from app.db import market_data as md
+        from app.db.models import TrainingJob
+        from app.db.session import session_scope
+        from workers.celery_app import celery_app
+
+        with session_scope(celery_app.conf.trad_settings.database_url) as session:
+            session.get(TrainingJob, "0" * 32)
+            md.count_rows(session, "", "", "")
+        # A task's first send (start_job's chord, a finish's next round): the producer's
+        # broker connection and the result backend's client.
+        celery_app.backend  # noqa: B018
+        with celery_app.producer_or_acquire() as producer:
+            producer.connection.ensure_connection(max_retries=1, interval_start=0.5, timeout=2)
+    except Exception as exc:  # noqa: BLE001 - the first task connects then, as before
+        log.warning("warm-up could not connect error=%s: %s", type(exc).__name__,
+                    str(exc).splitlines()[0] if str(exc) else "")
 
 
 @signals.worker_ready.connect

@@ -93,3 +93,24 @@ def test_a_killed_master_takes_its_workers_and_a_restart_gets_the_port(e2e_db):
             second.stop()
     finally:
         first.stop()
+
+
+def test_each_worker_warms_up_before_its_first_request_and_says_when_it_cannot(e2e_db):
+    web = Gunicorn(e2e_db, workers=2, extra_env=TOKENS).wait_ready()
+    try:
+        _until(lambda: web.log_path.read_text().count("web worker warmed") == 2, 30,
+               "both workers warmed")
+        assert "warm-up incomplete" not in web.log_path.read_text()
+    finally:
+        web.stop()
+    # A broker out of reach: the worker starts anyway, says so once, and serves.
+    web = Gunicorn(e2e_db, workers=1, extra_env={
+        **TOKENS, "CELERY_BROKER_URL": "redis://127.0.0.1:9/0"}).wait_ready()
+    try:
+        _until(lambda: "warm-up incomplete" in web.log_path.read_text(), 30, "the warning")
+        log = web.log_path.read_text()
+        assert log.count("web warm-up incomplete error=OperationalError") == 1, log
+        assert "web worker warmed" not in log and "Traceback" not in log
+        assert http_status(web.url + "/healthz") == 200
+    finally:
+        web.stop()

@@ -172,12 +172,35 @@ def test_a_failures_reason_label(message, reason):
     assert failure_reason(message) == reason
 
 
-def test_a_worker_is_warm_before_its_first_job(pg_db, redis_url):
-    """The main process ran every strategy and a finish before forking (workers/warmup.py)."""
-    worker = Worker(pg_db, concurrency=1)
+def test_a_worker_is_warm_before_its_first_job(redis_url):
+    """The main process ran every strategy and a finish before forking, and its pool
+    process connected to the database once forked, before any task (workers/warmup.py)."""
+    from sqlalchemy import text
+
+    from app.db.migrate import upgrade
+    from app.db.session import dispose_engines
+    from tests.services import create_pg_database, drop_pg_database
+
+    url, name = create_pg_database()  # its own: no other process connected to it
+    worker = None
     try:
+        upgrade(url)
+        dispose_engines()
+
+        def others() -> int:
+            with session_scope(url) as session:
+                return session.scalar(text("SELECT count(*) FROM pg_stat_activity WHERE datname "
+                                           "= current_database() AND pid <> pg_backend_pid()"))
+
+        assert others() == 0
+        worker = Worker(url, concurrency=1)
         worker.wait_ready()
         wait_until(lambda: "warmed strategies=" in worker.output(), 10, "the warm-up line")
+        wait_until(lambda: others() >= 1, 10, "the pool process's database connection")
         assert "warm-up failed" not in worker.output()
+        assert "warm-up could not connect" not in worker.output()
     finally:
-        worker.stop()
+        if worker is not None:
+            worker.stop()
+        dispose_engines()
+        drop_pg_database(name)
