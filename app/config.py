@@ -259,8 +259,9 @@ class Settings:
     # million bars, about an hour on one core.
     max_cost: int = 200_000_000_000
     # How many workers share the asks of each bayesian round (a job's sampler_parts when it
-    # does not say). More parts, faster rounds on as many workers, slightly weaker search.
-    sampler_parts: int = 2
+    # does not say). One: the batched TPE asks a round in about what its backtests cost, and
+    # each part pays the fit and a history read again (app/optimize/rounds.py).
+    sampler_parts: int = 1
     # The embedded default's processes for a round's chunks (TRAD_LOCAL_WORKERS, `trad
     # optimize --workers`): this one and local_workers - 1 helpers (workers/local_pool.py).
     local_workers: int = 1
@@ -370,10 +371,10 @@ def load_settings(environ: dict | None = None) -> Settings:
     max_trials = int(read.number("TRAD_MAX_TRIALS", 1_000_000, positive=True, integer=True))
     max_cost = int(read.number("TRAD_MAX_COST", 2e11, positive=True))
     limits = _time_limits(read)
-    parts = read.number("TRAD_SAMPLER_PARTS", 2, integer=True)
+    parts = read.number("TRAD_SAMPLER_PARTS", 1, integer=True)
     if not 1 <= parts <= 64:
         read.wrong(f"TRAD_SAMPLER_PARTS must be an integer from 1 to 64, got {parts:g}")
-        parts = 2
+        parts = 1
     local_workers = read.number("TRAD_LOCAL_WORKERS", usable_cores())
     try:
         local_workers = check_local_workers(local_workers, "TRAD_LOCAL_WORKERS")

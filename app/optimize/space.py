@@ -122,7 +122,7 @@ class SearchSpace:
             return index.T
         columns = {p.name: np.asarray(self._axis(p), dtype=object)[index[i]]
                    for i, p in enumerate(params)}
-        mask = self._feasible_mask(columns, index.shape[1])
+        mask = self.feasible_mask(columns, index.shape[1])
         return index[:, mask].T
 
     def feasible_grid_size(self) -> int:
@@ -175,7 +175,9 @@ class SearchSpace:
                 columns[p.name] = rng.uniform(p.low, p.high, size=m).tolist()
         return columns
 
-    def _feasible_mask(self, columns: dict[str, list], m: int) -> np.ndarray:
+    def feasible_mask(self, columns: dict[str, list], m: int) -> np.ndarray:
+        """Which of ``m`` complete parameter sets, given as columns (name -> m values),
+        satisfy every constraint of the strategy."""
         import operator
 
         ops = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
@@ -201,7 +203,7 @@ class SearchSpace:
         while len(out) < n:
             m = max(64, 2 * (n - len(out)))
             columns = self._draw_columns(rng, m)
-            keep = np.flatnonzero(self._feasible_mask(columns, m))
+            keep = np.flatnonzero(self.feasible_mask(columns, m))
             drawn += m
             for i in keep[: n - len(out)].tolist():
                 out.append({**self.fixed, **{name: columns[name][i] for name in names}})

@@ -50,7 +50,7 @@ def test_the_same_request_gives_the_same_trials_and_parts_change_them(settings):
 
 
 def test_a_part_asked_again_gives_the_same_trials_whatever_else_is_stored(settings):
-    job_id = submit_sma(settings, **BAYES)
+    job_id = submit_sma(settings, **BAYES, sampler_parts=2)
     plan = training.start_job(settings, job_id)
     while plan.number < 2:  # two rounds of history, so TPE is past its random start-up
         plan = run_round(settings, plan)
@@ -67,7 +67,7 @@ def test_a_part_asked_again_gives_the_same_trials_whatever_else_is_stored(settin
 
 
 def test_the_watchdog_sends_again_the_lost_part_whole(settings):
-    job_id = submit_sma(settings, **BAYES)
+    job_id = submit_sma(settings, **BAYES, sampler_parts=2)
     chunks = training.start_job(settings, job_id).chunks
     training.mark_dispatched(settings, job_id, 0)
     training.run_chunk(settings, job_id, 0, chunks[0])  # part 1's message was lost
@@ -101,7 +101,7 @@ def test_population_samplers_ask_their_round_whole(settings, optimizer):
 
 
 def test_the_parts_asking_time_is_added_to_the_jobs_sampler_time(settings):
-    job_id = submit_sma(settings, **BAYES)
+    job_id = submit_sma(settings, **BAYES, sampler_parts=2)
     chunks = training.start_job(settings, job_id).chunks
     before = jobs.get_job(settings, job_id)["stats"]["sampler_s"]
     assert all(training.run_chunk(settings, job_id, 0, c)["ask_s"] > 0 for c in chunks)

@@ -130,7 +130,7 @@ def test_bad_requests_get_a_clear_json_error(api, name, body, status, field):
 
 
 @pytest.mark.parametrize("extra,parts", [
-    ({}, 2),                                   # the server's default (TRAD_SAMPLER_PARTS)
+    ({}, 1),                                   # the server's default (TRAD_SAMPLER_PARTS)
     ({"batch_size": 1}, 1),                    # never more parts than trials in a round
     ({"sampler_parts": 1}, 1),
     ({"sampler_parts": 8, "batch_size": 8}, 8),

@@ -5,7 +5,7 @@ from app.errors import InputError
 
 
 def test_sampler_parts_default_and_override(tmp_path):
-    assert load_settings({"TRAD_HOME": str(tmp_path)}).sampler_parts == 2
+    assert load_settings({"TRAD_HOME": str(tmp_path)}).sampler_parts == 1
     assert load_settings({"TRAD_HOME": str(tmp_path), "TRAD_SAMPLER_PARTS": "6"}).sampler_parts == 6
 
 
