@@ -145,11 +145,15 @@ def round_trials(session: Session, job_id: str, round_no: int) -> int:
         Trial.job_id == job_id, Trial.round == round_no)))
 
 
-def finished_trials(session: Session, job_id: str, before: int | None = None) -> list:
+def finished_trials(session: Session, job_id: str, before: int | None = None,
+                    since: int = 0) -> list:
     """What a sampler needs of the job's stored trials (number, params, state, value,
-    system_attrs; not the metrics), in number order, those below ``before`` if given."""
+    system_attrs; not the metrics), in number order: those from ``since`` on, below
+    ``before`` if given."""
     query = select(Trial.number, Trial.params, Trial.state, Trial.value, Trial.system_attrs
                    ).where(Trial.job_id == job_id)
+    if since:
+        query = query.where(Trial.number >= since)
     if before is not None:
         query = query.where(Trial.number < before)
     return list(session.execute(query.order_by(Trial.number)))
