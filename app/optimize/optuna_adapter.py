@@ -2,8 +2,9 @@
 
 Optuna's public API has no way to (a) set a study's system attributes (where CMA-ES and
 NSGA-II keep their state between our rounds), (b) read a trial's or a study's system
-attributes back once they are deprecated, or (c) write a finished study in bulk (its
-``add_trials`` costs 7-14 ms a trial). This module does those through optuna's storage
+attributes back once they are deprecated, (c) write a finished study in bulk (its
+``add_trials`` costs 7-14 ms a trial), or (d) number a study's trials as a longer history
+would (a cmaes round is shown only the trials CMA-ES reads, app.optimize.rounds). This module does those through optuna's storage
 and table models, for the versions in ``OPTUNA_RANGE`` (setup.cfg pins the same);
 tests/unit/test_optuna_adapter.py exercises each and fails when optuna moves them.
 """
@@ -11,8 +12,8 @@ from __future__ import annotations
 
 import json
 
-__all__ = ["OPTUNA_RANGE", "add_trials_in_bulk", "set_study_system_attr", "study_system_attrs",
-           "trial_system_attrs"]
+__all__ = ["OPTUNA_RANGE", "add_trials_in_bulk", "numbered_storage", "set_study_system_attr",
+           "study_system_attrs", "trial_system_attrs"]
 
 OPTUNA_RANGE = (">=4.5", "<6")
 
@@ -74,3 +75,23 @@ def add_trials_in_bulk(storage, study_id: int, dists: dict, trials: list[tuple])
         conn.execute(insert(models.TrialUserAttributeModel.__table__), [
             {"trial_id": ids[i], "key": key, "value_json": json.dumps(attr)}
             for i, (_, _, attrs) in enumerate(trials) for key, attr in attrs.items()])
+
+
+def numbered_storage(numbers: list[int], first_new: int):
+    """An in-memory storage numbering its trials ``numbers`` then ``first_new`` on, not
+    0, 1, 2...: a trimmed history keeps the numbers it had in the whole one."""
+    import itertools
+
+    from optuna.storages import InMemoryStorage
+
+    class NumberedStorage(InMemoryStorage):
+        def __init__(self):
+            super().__init__()
+            self._numbers = itertools.chain(numbers, itertools.count(first_new))
+
+        def create_new_trial(self, study_id, template_trial=None):
+            trial_id = super().create_new_trial(study_id, template_trial)
+            self._get_trial(trial_id).number = next(self._numbers)
+            return trial_id
+
+    return NumberedStorage()
