@@ -42,13 +42,13 @@ The rules:
 from __future__ import annotations
 
 import math
-from itertools import chain, compress, repeat
-from operator import attrgetter, itemgetter
+from itertools import chain
+from operator import itemgetter
 
 import numpy as np
 
 from app.errors import InputError
-from app.strategies.base import CategoricalParam, IntParam
+from app.optimize.tpe_encoding import Encoder
 
 __all__ = ["CANDIDATES_PER_SLOT", "MAX_BAD_KERNELS", "MAX_GOOD", "ask_batch", "n_startup"]
 
@@ -93,101 +93,6 @@ def _log_mass(mu: np.ndarray, sigma: np.ndarray) -> np.ndarray:
     return np.log(0.5 * (both[0] - both[1]))
 
 
-class _Encoder:
-    """The space's free parameters as unit positions (numeric, one column each) and choice
-    indices (categorical), all columns of a kind converted at once: a round converts a few
-    hundred points, and numpy's per-call cost, not the arithmetic, is what it pays."""
-
-    def __init__(self, space):
-        numeric = [p for p in space.free if not isinstance(p, CategoricalParam)]
-        self.cats = [p for p in space.free if isinstance(p, CategoricalParam)]
-        self.numeric = [p.name for p in numeric]
-        self.names = self.numeric + [p.name for p in self.cats]
-        self.choices = [len(p.choices) for p in self.cats]
-        self.offsets = np.cumsum([0] + self.choices)
-        # A grid: ints (log ones excepted) and stepped floats, cell k of K = [k/K, (k+1)/K].
-        self.grid = np.array([isinstance(p, IntParam) and not p.log or
-                              not isinstance(p, IntParam) and bool(p.step) for p in numeric], bool)
-        self.is_int = np.array([isinstance(p, IntParam) for p in numeric], bool)
-        self.low = np.array([p.low for p in numeric], float)
-        self.high = np.array([p.high for p in numeric], float)
-        self.step = np.array([(p.step or 1) for p in numeric], float)
-        self.cells = np.array([(p.high - p.low) // p.step + 1 if isinstance(p, IntParam)
-                               else math.floor((p.high - p.low) / p.step + 1e-9) + 1 if p.step
-                               else 0 for p in numeric], float)
-        # Off the grid, unit = (t(v) - a) / (b - a), t = log for log parameters (log ints
-        # over [low - 0.5, high + 0.5], as optuna does).
-        self.log = np.array([p.log and not self.grid[i] for i, p in enumerate(numeric)], bool)
-        logint = self.log & self.is_int
-        lo = np.where(logint, self.low - 0.5, self.low)
-        hi = np.where(logint, self.high + 0.5, self.high)
-        self.a = np.where(self.log, np.log(np.maximum(lo, 1e-300)), lo)
-        self.span = np.where(self.log, np.log(np.maximum(hi, 1e-300)), hi) - self.a
-        self.flat = self.span == 0   # low == high: always the middle
-        self.span = np.where(self.flat, 1.0, self.span)
-        self.cells1 = np.maximum(self.cells, 1)
-        self.all_grid, self.any_log = bool(self.grid.all()), bool(self.log.any())
-        self.getter = itemgetter(*self.numeric) if len(self.numeric) > 1 else (
-            (lambda d, name=self.numeric[0]: (d[name],)) if self.numeric else None)
-        # A choice's index by (type, value): True and 1 are different choices.
-        self.index = [{(type(c), c): i for i, c in enumerate(p.choices)} for p in self.cats]
-
-    def to_units(self, values: np.ndarray) -> np.ndarray:
-        """Unit positions (n x numeric) of parameter values (n x numeric)."""
-        k = np.minimum(np.maximum(np.rint((values - self.low) / self.step), 0), self.cells - 1)
-        on_grid = (k + 0.5) / self.cells1
-        if self.all_grid:   # most strategies' spaces: ints and stepped floats only
-            return on_grid
-        t = np.log(np.maximum(values, 1e-300)) if self.any_log else values
-        if self.any_log:
-            t = np.where(self.log, t, values)
-        off = np.where(self.flat, 0.5, np.minimum(np.maximum((t - self.a) / self.span, 0), 1))
-        return np.where(self.grid, on_grid, off)
-
-    def to_values(self, units: np.ndarray) -> np.ndarray:
-        """Parameter values (floats; on the grid, in bounds) of unit positions."""
-        k = np.minimum(np.floor(units * self.cells), self.cells - 1)
-        on_grid = np.round(self.low + k * self.step, 12)   # as SearchSpace.sample rounds
-        if self.all_grid:
-            return on_grid
-        t = self.a + units * self.span
-        if self.any_log:
-            t = np.where(self.log, np.exp(np.where(self.log, t, 0.0)), t)  # no overflow warning
-        t = np.where(self.is_int, np.rint(t), t)
-        return np.where(self.grid, on_grid, np.minimum(np.maximum(t, self.low), self.high))
-
-    def encode(self, dicts: list[dict]) -> tuple[np.ndarray, np.ndarray]:
-        """(unit positions n x numeric, choice indices n x categorical) of points."""
-        n = len(dicts)
-        if self.numeric:
-            flat = chain.from_iterable(map(self.getter, dicts))
-            units = self.to_units(np.fromiter(flat, float, n * len(self.numeric)).reshape(n, -1))
-        else:
-            units = np.zeros((n, 0))
-        cats = np.zeros((n, len(self.cats)), np.int64)
-        for j, p in enumerate(self.cats):
-            column = list(map(itemgetter(p.name), dicts))
-            cats[:, j] = list(map(self.index[j].get, zip(map(type, column), column), repeat(0)))
-        return units, cats
-
-    def seen(self, past: list[dict], key, lists: list[list]) -> set:
-        """The keys of the past points a candidate (``lists``: one column a name) could
-        repeat: those sharing a candidate's values of the two parameters with the most
-        values. Probing two values a trial costs 0.1 us, keying it whole 0.3 us."""
-        sizes = [c or math.inf for c in self.cells.tolist()] + self.choices
-        top = sorted(range(len(sizes)), key=lambda j: -sizes[j])[:2]
-        probe = itemgetter(*(self.names[j] for j in top))
-        wanted = set(zip(*(lists[j] for j in top))) if len(top) > 1 else set(lists[top[0]])
-        return {key(p) for p in compress(past, map(wanted.__contains__, map(probe, past)))}
-
-    def onehot(self, cats: np.ndarray) -> np.ndarray:
-        out = np.zeros((cats.shape[0], int(self.offsets[-1])))
-        rows = np.arange(cats.shape[0])
-        for j in range(cats.shape[1]):
-            out[rows, self.offsets[j] + cats[:, j]] = 1.0
-        return out
-
-
 def _bandwidths(mus: np.ndarray) -> np.ndarray:
     """optuna's TPE widths, per kernel and dimension: the larger gap to the neighbours in
     that dimension (the outermost kernels use their inner gap), clipped to
@@ -210,34 +115,50 @@ def _bandwidths(mus: np.ndarray) -> np.ndarray:
 class _Parzen:
     """A mixture of product kernels, one per observation plus the prior, equal weights."""
 
-    def __init__(self, units: np.ndarray, cats: np.ndarray, choices: list[int]):
-        n, d = units.shape
-        # The prior kernel is the last row: centre 0.5, width 1, uniform choices.
-        self.mus = np.concatenate([units, np.full((1, d), 0.5)])
-        self.sigmas = np.concatenate([_bandwidths(units), np.ones((1, d))])
-        self.choices = choices
+    @classmethod
+    def fit(cls, units: np.ndarray, cats: np.ndarray, choices: list, split: int) -> list:
+        """The mixtures of the first ``split`` points and of the rest, fitted together:
+        each step that is the same for every kernel taken once for both (half the calls)."""
+        d = units.shape[1]
+        sets = [(units[:split], cats[:split]), (units[split:], cats[split:])]
+        # The prior kernel is each one's last row: centre 0.5, width 1, uniform choices.
+        mus = np.concatenate([r for u, _ in sets for r in (u, np.full((1, d), 0.5))])
+        sigmas = np.concatenate([r for u, _ in sets for r in (_bandwidths(u), np.ones((1, d)))])
+        # log kernel(x) = [x*x, x, onehot, 1] . coef: one matrix product scores many
+        # points. ``shift`` is the highest kernel's peak: exp(score - shift) <= 1 never
+        # overflows, and the prior kernel, never more than ~6 a dimension below the
+        # peak, keeps a sum from underflowing (so no per-point maximum is needed).
+        a = 1.0 / (sigmas * sigmas)
+        peak = -np.log(sigmas).sum(1) - _log_mass(mus, sigmas).sum(1) - 0.5 * d * _LOG_2PI
+        quad, linear = 0.5 * (mus * mus * a).sum(1), np.concatenate([-0.5 * a, mus * a], 1)
+        out, lo = [], 0
+        for u, c in sets:
+            rows = slice(lo, lo + len(u) + 1)
+            out.append(cls(mus[rows], sigmas[rows], c, choices,
+                           peak[rows] - math.log(len(u) + 1.0), quad[rows], linear[rows]))
+            lo = rows.stop
+        return out
+
+    def __init__(self, mus, sigmas, cats, choices, peak, quad, linear):
+        n = len(cats)
+        self.mus, self.sigmas, self.choices = mus, sigmas, choices
         self.cat_p = []
         for j, c in enumerate(choices):
             p = np.full((n + 1, c), 1.0 / (n + 1.0))
             p[np.arange(n), cats[:, j]] += 1.0
             self.cat_p.append(p / p.sum(1, keepdims=True))
-        # log kernel(x) = [x*x, x, onehot, 1] . coef: one matrix product scores many
-        # points. ``shift`` is the highest kernel's peak: exp(score - shift) <= 1 never
-        # overflows, and the prior kernel, never more than ~6 a dimension below the
-        # peak, keeps a sum from underflowing (so no per-point maximum is needed).
-        a = 1.0 / (self.sigmas * self.sigmas)
-        peak = (-np.log(self.sigmas).sum(1) - _log_mass(self.mus, self.sigmas).sum(1)
-                - 0.5 * d * _LOG_2PI - math.log(n + 1.0))
         self.shift = float(peak.max())
-        const = peak - 0.5 * (self.mus * self.mus * a).sum(1) - self.shift
-        self.coef = np.concatenate([-0.5 * a, self.mus * a] + [np.log(p) for p in self.cat_p]
-                                   + [const[:, None]], 1)
+        const = peak - quad - self.shift
+        self.coef = np.concatenate([linear] + [np.log(p) for p in self.cat_p] + [const[:, None]], 1)
 
-    def log_pdf(self, units: np.ndarray, onehot: np.ndarray) -> np.ndarray:
-        features = np.concatenate([units * units, units, onehot, np.ones((units.shape[0], 1))], 1)
-        out = np.empty(units.shape[0])
+    @staticmethod
+    def features(units: np.ndarray, onehot: np.ndarray) -> np.ndarray:
+        return np.concatenate([units * units, units, onehot, np.ones((units.shape[0], 1))], 1)
+
+    def log_pdf(self, features: np.ndarray) -> np.ndarray:
+        out = np.empty(features.shape[0])
         rows = max(16, _BLAS_SINGLE_THREAD // self.coef.size)
-        for i in range(0, units.shape[0], rows):
+        for i in range(0, features.shape[0], rows):
             s = features[i:i + rows] @ self.coef.T
             out[i:i + rows] = np.exp(np.maximum(s, _EXP_FLOOR, out=s), out=s).sum(1)
         return np.log(out) + self.shift
@@ -249,13 +170,14 @@ class _Parzen:
         k = rng.integers(0, self.mus.shape[0], size=m)
         mu, sd = self.mus[k], self.sigmas[k]
         units = mu + sd * rng.standard_normal(mu.shape)
+        flat, mu, sd = units.reshape(-1), mu.reshape(-1), sd.reshape(-1)
+        out = np.flatnonzero((flat < 0.0) | (flat > 1.0))   # redrawn in this order
         for _ in range(3):
-            out = (units < 0.0) | (units > 1.0)
-            if not out.any():
+            if not out.size:
                 break
-            units[out] = mu[out] + sd[out] * rng.standard_normal(int(out.sum()))
-        out = (units < 0.0) | (units > 1.0)
-        units[out] = rng.random(int(out.sum()))
+            flat[out] = redrawn = mu[out] + sd[out] * rng.standard_normal(out.size)
+            out = out[(redrawn < 0.0) | (redrawn > 1.0)]
+        flat[out] = rng.random(out.size)
         cats = np.zeros((m, len(self.choices)), np.int64)
         for j, c in enumerate(self.choices):
             cdf = np.cumsum(self.cat_p[j][k], 1)
@@ -269,24 +191,24 @@ def ask_batch(space, history, n: int, fit_seed: int, draw_seed: int,
     system attributes, from ``history`` (objects with ``params`` and ``value``, value
     None for a failed trial); ``round_size``: the whole round's, when this is a part of
     it (it sets the start-up). See the module docstring for the rules."""
-    enc = _Encoder(space)
+    enc = Encoder.of(space)
     if not enc.names or n <= 0:
         return [(space.complete({}), {}) for _ in range(n)]
     key = itemgetter(*enc.names) if len(enc.names) > 1 else (lambda d: (d[enc.names[0]],))
-    past = list(map(attrgetter("params"), history))
-    values = np.array(list(map(attrgetter("value"), history)), dtype=float)  # None: NaN
+    past = [t.params for t in history]
+    values = np.array([t.value for t in history], dtype=float)  # None: NaN
     valued = ~np.isnan(values)
     if int(valued.sum()) < n_startup(round_size or n):
         return _random_fill(space, key, n, draw_seed, set(map(key, past)))
 
     n_good = min(math.ceil(0.1 * int(valued.sum())), MAX_GOOD)
-    best = np.argsort(-np.where(valued, values, -np.inf), kind="stable")[:n_good]
-    bad = np.setdiff1d(np.arange(len(values)), best)   # the rest and the failed, in order
+    best = _sorted_head(-np.where(valued, values, -np.inf), n_good)[:n_good]
+    bad = np.delete(np.arange(len(values)), best)   # the rest and the failed, in order
     if len(bad) > MAX_BAD_KERNELS:
         pick = np.random.default_rng([fit_seed, 0]).choice(len(bad), MAX_BAD_KERNELS, replace=False)
         bad = bad[np.sort(pick)]
-    good = _Parzen(*enc.encode([past[i] for i in best.tolist()]), enc.choices)
-    worse = _Parzen(*enc.encode([past[i] for i in bad.tolist()]), enc.choices)
+    units, cats = enc.encode([past[i] for i in chain(best.tolist(), bad.tolist())])
+    good, worse = _Parzen.fit(units, cats, enc.choices, n_good)
 
     rng = np.random.default_rng([draw_seed, 1])
     liar = _Liar(enc.choices, LIAR_WIDTH, len(bad) + 1)
@@ -296,19 +218,23 @@ def ask_batch(space, history, n: int, fit_seed: int, draw_seed: int,
         pool = _Pool(space, enc, good, worse, rng, CANDIDATES_PER_SLOT * (n - len(out)))
         used |= enc.seen(past, key, pool.lists)
         liar.start(pool)
+        gone = np.zeros(len(pool.points), bool)   # picked or found in ``used``: skipped
         while len(out) < n:
-            score = pool.log_l - liar.log_g(pool.log_g)
+            rank = liar.log_g(pool.log_g) - pool.log_l   # best (lowest) first; inf: infeasible
+            rank[gone] = np.inf
             picked = []
-            for i in np.argsort(-score, kind="stable").tolist():
-                if score[i] == -np.inf or len(picked) == LIAR_BLOCK or len(out) == n:
+            for i, r in _best_first(rank, 2 * LIAR_BLOCK):
+                if r == math.inf or len(picked) == LIAR_BLOCK or len(out) == n:
                     break
+                gone[i] = True
                 if pool.points[i] not in used:
                     used.add(pool.points[i])
                     picked.append(i)
                     out.append((space.complete(dict(zip(enc.names, pool.points[i]))), {}))
             if not picked:
                 break   # nothing new and feasible left in this pool
-            liar.tell(pool, picked)
+            if len(out) < n:   # (the last block's picks have nothing left to spread)
+                liar.tell(pool, picked)
         if len(out) == n:
             return out
     used |= set(map(key, past))   # random fills may repeat any past trial: check them all
@@ -316,11 +242,28 @@ def ask_batch(space, history, n: int, fit_seed: int, draw_seed: int,
                   for params, _ in _random_fill(space, key, n - len(out), draw_seed + 1, used)]
 
 
+def _sorted_head(key: np.ndarray, k: int) -> np.ndarray:
+    """``np.argsort(key, kind="stable")``'s first k and the ties at the cut, by a partition."""
+    cut = np.partition(key, k - 1)[k - 1] if k < len(key) else math.nan
+    if math.isnan(cut):
+        return np.argsort(key, kind="stable")
+    head = np.flatnonzero(key <= cut)
+    return head[np.argsort(key[head], kind="stable")]
+
+
+def _best_first(key: np.ndarray, k: int):
+    """(index, key) in ``np.argsort(key, kind="stable")`` order, the rest sorted if read."""
+    head = _sorted_head(key, k)
+    yield from zip(head.tolist(), key[head].tolist())
+    rest = np.argsort(key, kind="stable")[len(head):]
+    yield from zip(rest.tolist(), key[rest].tolist())
+
+
 class _Pool:
     """``m`` candidates drawn from l: unit positions back on the grid (a point scores the
     same however drawn), parameter values, log l (-inf where a constraint breaks), log g."""
 
-    def __init__(self, space, enc: _Encoder, good: _Parzen, worse: _Parzen,
+    def __init__(self, space, enc: Encoder, good: _Parzen, worse: _Parzen,
                  rng: np.random.Generator, m: int):
         raw, cats = good.sample(rng, m)
         values = enc.to_values(raw)
@@ -330,9 +273,9 @@ class _Pool:
         for j, p in enumerate(enc.cats):
             columns[p.name] = np.array(p.choices, dtype=object)[cats[:, j]]
         self.onehot = enc.onehot(cats)
-        self.log_l = np.where(space.feasible_mask(columns, m),
-                              good.log_pdf(self.units, self.onehot), -np.inf)
-        self.log_g = worse.log_pdf(self.units, self.onehot)
+        features = _Parzen.features(self.units, self.onehot)   # the same for l and g
+        self.log_l = np.where(space.feasible_mask(columns, m), good.log_pdf(features), -np.inf)
+        self.log_g = worse.log_pdf(features)
         self.lists = [columns[name].tolist() for name in enc.names]  # ints, floats, choices
         self.points = list(zip(*self.lists))
 
@@ -349,7 +292,7 @@ class _Liar:
         self.cat_match = math.log((1 + alpha) / alpha)
         # A kernel's peak (at its pick, every choice equal): the shift that keeps exp <= 1.
         self.peak = sum(math.log((1 + alpha) / (1 + c * alpha)) for c in choices)
-        self.picks: list[tuple[np.ndarray, np.ndarray]] = []
+        self.picks: list[tuple[np.ndarray, np.ndarray]] = []   # (units, onehot) a block
 
     def start(self, pool: _Pool) -> None:
         """Score ``pool`` from now on, the picks so far (from earlier pools) told to it."""
@@ -357,18 +300,18 @@ class _Liar:
         self.norms = (pool.units * pool.units).sum(1)
         self.lie = np.full(pool.units.shape[0], -np.inf)   # log of the picks' kernels' sum
         if self.picks:
-            units, onehot = (np.array(x) for x in zip(*self.picks))
+            units, onehot = (np.concatenate(x) for x in zip(*self.picks))
             self._add(units, onehot)
 
     def log_g(self, log_g: np.ndarray) -> np.ndarray:
         if not self.picks:
             return log_g
-        total = self.n + len(self.picks)
+        total = self.n + sum(len(units) for units, _ in self.picks)
         return np.logaddexp(log_g + math.log(self.n / total), self.lie - math.log(total))
 
     def tell(self, pool: _Pool, picked: list[int]) -> None:
-        self.picks += zip(pool.units[picked], pool.onehot[picked])
-        self._add(pool.units[picked], pool.onehot[picked])
+        self.picks.append((pool.units[picked], pool.onehot[picked]))
+        self._add(*self.picks[-1])
 
     def _add(self, units: np.ndarray, onehot: np.ndarray) -> None:
         d2 = self.norms[:, None] + (units * units).sum(1)[None, :] - 2.0 * self.pool.units @ units.T
