@@ -42,7 +42,7 @@ def procfile_command(process: str, env: dict) -> list[str]:
     return [str(program) if program.exists() else argv[0], *argv[1:]]
 
 
-class _Process:
+class ChildProcess:
     """A child process in its own session, its output in a log file."""
 
     proc: subprocess.Popen
@@ -61,6 +61,23 @@ class _Process:
         self.proc.wait(timeout=30)
         self.log.close()
 
+    def wait_http(self, url: str, what: str, timeout: float = 60.0):
+        """Returns self once ``url`` answers 200; fails early, with the log, if the
+        process exits first."""
+        import urllib.request
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{what} exited with {self.proc.returncode}:\n{self.output()}")
+            try:
+                with urllib.request.urlopen(url, timeout=1) as answer:
+                    if answer.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError(f"{what} not ready after {timeout} s:\n{self.output()}")
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
@@ -72,7 +89,7 @@ class _Process:
             self.log.close()
 
 
-class Worker(_Process):
+class Worker(ChildProcess):
     """A real `celery worker` process on this run's database and Redis prefix."""
 
     def __init__(self, db_url: str, concurrency: int = 2, queues: str = "trad.trials,trad.control",
@@ -117,7 +134,7 @@ class Worker(_Process):
         raise RuntimeError(f"worker not ready after {timeout} s:\n{self.output()}")
 
 
-class Beat(_Process):
+class Beat(ChildProcess):
     """The `beat` process of the Procfile (the watchdog's schedule), its state in ``home``."""
 
     def __init__(self, home: Path, extra_env: dict | None = None):
@@ -151,7 +168,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class Gunicorn(_Process):
+class Gunicorn(ChildProcess):
     """The `web` process of the Procfile on a free port."""
 
     def __init__(self, db_url: str, workers: int = 2, extra_env: dict | None = None,
@@ -179,16 +196,4 @@ class Gunicorn(_Process):
             return json.loads(answer.read())
 
     def wait_ready(self, timeout: float = 60.0) -> Gunicorn:
-        import urllib.request
-
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"gunicorn exited:\n{self.output()}")
-            try:
-                with urllib.request.urlopen(self.url + "/healthz", timeout=1) as r:
-                    if r.status == 200:
-                        return self
-            except OSError:
-                time.sleep(0.2)
-        raise RuntimeError(f"gunicorn not ready:\n{self.output()}")
+        return self.wait_http(self.url + "/healthz", "gunicorn", timeout)

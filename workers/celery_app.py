@@ -141,6 +141,15 @@ def _logging(**_kwargs) -> None:
 celery_app = configure(Celery("trad", include=["workers.tasks"]), exit_on_bad_settings(load_settings))
 
 
+def connect_for_sending() -> None:
+    """The result backend's client and a producer's broker connection, made now (once a
+    process has forked) instead of by its first send; raises if the broker is out of reach
+    (after one quick retry)."""
+    celery_app.backend  # noqa: B018 - made on first access
+    with celery_app.producer_or_acquire() as producer:
+        producer.connection.ensure_connection(max_retries=1, interval_start=0.5, timeout=2)
+
+
 def _add_steps(app: Celery) -> None:
     from workers import metrics_server, warmup  # noqa: F401 - their signal handlers
     from workers.liveness import HeldMessages

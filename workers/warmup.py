@@ -103,16 +103,13 @@ def _connect_after_the_fork(**_kwargs) -> None:
         from app.db import market_data as md
         from app.db.models import TrainingJob
         from app.db.session import session_scope
-        from workers.celery_app import celery_app
+        from workers.celery_app import celery_app, connect_for_sending
 
         with session_scope(celery_app.conf.trad_settings.database_url) as session:
             session.get(TrainingJob, "0" * 32)
             md.count_rows(session, "", "", "")
-        # A task's first send (start_job's chord, a finish's next round): the producer's
-        # broker connection and the result backend's client.
-        celery_app.backend  # noqa: B018
-        with celery_app.producer_or_acquire() as producer:
-            producer.connection.ensure_connection(max_retries=1, interval_start=0.5, timeout=2)
+        # What a task's first send (start_job's chord, a finish's next round) would open.
+        connect_for_sending()
     except Exception as exc:  # noqa: BLE001 - the first task connects then, as before
         log.warning("warm-up could not connect error=%s: %s", type(exc).__name__,
                     str(exc).splitlines()[0] if str(exc) else "")

@@ -214,12 +214,9 @@ def warm(app: Flask) -> None:
         require_schema(settings.database_url)
         if not settings.embedded and app.extensions["trad.enqueue"] is _default_enqueue:
             import workers.pipeline  # noqa: F401 - imported here, not on the first POST
-            from workers.celery_app import celery_app
+            from workers.celery_app import connect_for_sending
 
-            celery_app.backend  # noqa: B018 - the result backend's client, made once
-            with celery_app.producer_or_acquire() as producer:
-                producer.connection.ensure_connection(max_retries=1, interval_start=0.5,
-                                                      timeout=2)
+            connect_for_sending()
     except Exception as exc:  # noqa: BLE001 - a cold first request is slower, never wrong
         log.warning("web warm-up incomplete error=%s: %s", type(exc).__name__,
                     str(exc).splitlines()[0] if str(exc) else "")

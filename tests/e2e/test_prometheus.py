@@ -9,10 +9,8 @@ under CI=true.
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -26,7 +24,7 @@ import yaml
 from app.db import market_data as md
 from app.db.session import session_scope
 from tests.conftest import random_candles
-from tests.processes import Gunicorn, Worker, free_port
+from tests.processes import ChildProcess, Gunicorn, Worker, free_port
 from tests.services import system_program
 from tests.steps import FIVE_MIN, START
 
@@ -70,7 +68,7 @@ def scrape_config(home: Path, web_port: int, worker_port: int) -> Path:
     return path
 
 
-class Prometheus:
+class Prometheus(ChildProcess):
     """``prometheus`` on a free 127.0.0.1 port, its data in ``home``."""
 
     def __init__(self, binary: str, config: Path, home: Path):
@@ -83,28 +81,13 @@ class Prometheus:
              f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"],
             cwd=home, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
 
-    def output(self) -> str:
-        self.log.flush()
-        return self.log_path.read_text(errors="replace")[-5000:]
-
     def get(self, path: str, **params) -> dict:
         query = ("?" + urllib.parse.urlencode(params)) if params else ""
         with urllib.request.urlopen(self.url + path + query, timeout=5) as answer:
             return json.loads(answer.read())
 
     def wait_ready(self, timeout: float = 60.0) -> Prometheus:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"prometheus exited with {self.proc.returncode}:\n"
-                                   f"{self.output()}")
-            try:
-                with urllib.request.urlopen(self.url + "/-/ready", timeout=1) as answer:
-                    if answer.status == 200:
-                        return self
-            except OSError:
-                time.sleep(0.2)
-        raise RuntimeError(f"prometheus not ready after {timeout} s:\n{self.output()}")
+        return self.wait_http(self.url + "/-/ready", "prometheus", timeout)
 
     def query(self, expr: str) -> dict[str, float]:
         """An instant query: each series' labels (as JSON) -> value."""
@@ -116,16 +99,6 @@ class Prometheus:
     def targets(self) -> list[dict]:
         return [{k: t.get(k) for k in ("scrapePool", "scrapeUrl", "health", "lastError")}
                 for t in self.get("/api/v1/targets")["data"]["activeTargets"]]
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=30)
-        self.log.close()
 
 
 def call(web: Gunicorn, method: str, path: str, body: dict | None = None) -> dict:
