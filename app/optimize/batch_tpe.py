@@ -42,18 +42,23 @@ The rules:
 from __future__ import annotations
 
 import math
-from itertools import chain
-from operator import itemgetter
+import threading
+from collections import OrderedDict
+from contextlib import contextmanager
 
 import numpy as np
 
 from app.errors import InputError
+from app.optimize import _tpe_kernel
 from app.optimize.tpe_encoding import Encoder
 
 __all__ = ["CANDIDATES_PER_SLOT", "MAX_BAD_KERNELS", "MAX_GOOD", "ask_batch", "n_startup"]
 
 CANDIDATES_PER_SLOT = 4 # a round's pool holds this many draws from l for each slot
 MAX_POOLS = 3           # pools a round draws before its last slots fall back to random
+MAX_POOL_SLOT = 64      # draws a pool makes, at most, for each slot of the round
+BITMAP_CELLS = 1 << 22  # a grid this small keeps a flag a point (4 MB): taken or not
+OVERDRAW = 2            # draws a pool makes for each candidate it keeps (the first live ones)
 MAX_GOOD = 25           # optuna's default gamma caps the good set here
 MAX_BAD_KERNELS = 128   # g's kernels: a round's scoring cost is linear in them
 LIAR_BLOCK = 8          # slots picked between two updates of the liar
@@ -77,79 +82,19 @@ def n_startup(round_size: int) -> int:
     return max(10, min(round_size, 50))
 
 
-def _log_mass(mu: np.ndarray, sigma: np.ndarray) -> np.ndarray:
-    """log of the mass a normal (mu, sigma) puts on [0, 1]. With mu in [0, 1] and
-    sigma <= 1 the mass is in [0.34, 1], so Abramowitz & Stegun's erf (7.1.26,
-    |error| < 1.5e-7) is exact enough and keeps this numpy only."""
-    def erf(x):
-        s, x = np.sign(x), np.abs(x)
-        t = 1.0 / (1.0 + 0.3275911 * x)
-        poly = ((((1.061405429 * t - 1.453152027) * t + 1.421413741) * t - 0.284496736) * t
-                + 0.254829592) * t
-        return s * (1.0 - poly * np.exp(-x * x))
-
-    k = 1.0 / (sigma * math.sqrt(2.0))
-    both = erf(np.stack([(1.0 - mu) * k, -mu * k]))
-    return np.log(0.5 * (both[0] - both[1]))
-
-
-def _bandwidths(mus: np.ndarray) -> np.ndarray:
-    """optuna's TPE widths, per kernel and dimension: the larger gap to the neighbours in
-    that dimension (the outermost kernels use their inner gap), clipped to
-    [1/min(100, n+2), 1]."""
-    n, d = mus.shape
-    if n == 0:
-        return np.zeros((0, d))
-    order = np.argsort(mus, axis=0, kind="stable")
-    columns = np.arange(d)
-    padded = np.concatenate([np.zeros((1, d)), mus[order, columns], np.ones((1, d))])
-    gaps = np.maximum(padded[1:-1] - padded[:-2], padded[2:] - padded[1:-1])
-    if n >= 2:
-        gaps[0] = padded[2] - padded[1]
-        gaps[-1] = padded[-2] - padded[-3]
-    sigmas = np.empty_like(gaps)
-    sigmas[order, columns] = gaps
-    return np.minimum(np.maximum(sigmas, 1.0 / min(100.0, n + 2.0)), 1.0)
-
-
 class _Parzen:
     """A mixture of product kernels, one per observation plus the prior, equal weights."""
 
     @classmethod
     def fit(cls, units: np.ndarray, cats: np.ndarray, choices: list, split: int) -> list:
-        """The mixtures of the first ``split`` points and of the rest, fitted together:
-        each step that is the same for every kernel taken once for both (half the calls)."""
-        d = units.shape[1]
-        sets = [(units[:split], cats[:split]), (units[split:], cats[split:])]
-        # The prior kernel is each one's last row: centre 0.5, width 1, uniform choices.
-        mus = np.concatenate([r for u, _ in sets for r in (u, np.full((1, d), 0.5))])
-        sigmas = np.concatenate([r for u, _ in sets for r in (_bandwidths(u), np.ones((1, d)))])
-        # log kernel(x) = [x*x, x, onehot, 1] . coef: one matrix product scores many
-        # points. ``shift`` is the highest kernel's peak: exp(score - shift) <= 1 never
-        # overflows, and the prior kernel, never more than ~6 a dimension below the
-        # peak, keeps a sum from underflowing (so no per-point maximum is needed).
-        a = 1.0 / (sigmas * sigmas)
-        peak = -np.log(sigmas).sum(1) - _log_mass(mus, sigmas).sum(1) - 0.5 * d * _LOG_2PI
-        quad, linear = 0.5 * (mus * mus * a).sum(1), np.concatenate([-0.5 * a, mus * a], 1)
-        out, lo = [], 0
-        for u, c in sets:
-            rows = slice(lo, lo + len(u) + 1)
-            out.append(cls(mus[rows], sigmas[rows], c, choices,
-                           peak[rows] - math.log(len(u) + 1.0), quad[rows], linear[rows]))
-            lo = rows.stop
-        return out
+        """The mixtures of the first ``split`` points and of the rest."""
+        offsets = np.cumsum([0] + list(choices)).astype(np.int64)
+        return [cls(*_tpe_kernel.mixture(u, c, offsets), choices, offsets)
+                for u, c in ((units[:split], cats[:split]), (units[split:], cats[split:]))]
 
-    def __init__(self, mus, sigmas, cats, choices, peak, quad, linear):
-        n = len(cats)
-        self.mus, self.sigmas, self.choices = mus, sigmas, choices
-        self.cat_p = []
-        for j, c in enumerate(choices):
-            p = np.full((n + 1, c), 1.0 / (n + 1.0))
-            p[np.arange(n), cats[:, j]] += 1.0
-            self.cat_p.append(p / p.sum(1, keepdims=True))
-        self.shift = float(peak.max())
-        const = peak - quad - self.shift
-        self.coef = np.concatenate([linear] + [np.log(p) for p in self.cat_p] + [const[:, None]], 1)
+    def __init__(self, mus, sigmas, coef, shift, cum, choices, offsets):
+        self.mus, self.sigmas, self.coef, self.shift = mus, sigmas, coef, shift
+        self.cum, self.choices, self.offsets = cum, choices, offsets
 
     @staticmethod
     def features(units: np.ndarray, onehot: np.ndarray) -> np.ndarray:
@@ -167,22 +112,13 @@ class _Parzen:
         """``m`` draws: a kernel each, then its normal truncated to [0, 1] and its choices.
         A draw outside [0, 1] is drawn again, three times, then uniformly (the few left
         after three tries are from wide kernels, which are nearly uniform there)."""
-        k = rng.integers(0, self.mus.shape[0], size=m)
-        mu, sd = self.mus[k], self.sigmas[k]
-        units = mu + sd * rng.standard_normal(mu.shape)
-        flat, mu, sd = units.reshape(-1), mu.reshape(-1), sd.reshape(-1)
-        out = np.flatnonzero((flat < 0.0) | (flat > 1.0))   # redrawn in this order
-        for _ in range(3):
-            if not out.size:
-                break
-            flat[out] = redrawn = mu[out] + sd[out] * rng.standard_normal(out.size)
-            out = out[(redrawn < 0.0) | (redrawn > 1.0)]
-        flat[out] = rng.random(out.size)
-        cats = np.zeros((m, len(self.choices)), np.int64)
-        for j, c in enumerate(self.choices):
-            cdf = np.cumsum(self.cat_p[j][k], 1)
-            cats[:, j] = np.minimum((rng.random(m)[:, None] > cdf).sum(1), c - 1)
-        return units, cats
+        d = self.mus.shape[1]
+        kernel = rng.integers(0, self.mus.shape[0], size=m)
+        z = rng.standard_normal((m, d))
+        spare = rng.standard_normal(m * d // 2 + 16)
+        uniform = rng.random((m, d + len(self.choices)))
+        return _tpe_kernel.draw(self.mus, self.sigmas, self.cum, self.offsets, kernel, z, spare,
+                                uniform)
 
 
 def ask_batch(space, history, n: int, fit_seed: int, draw_seed: int,
@@ -194,12 +130,16 @@ def ask_batch(space, history, n: int, fit_seed: int, draw_seed: int,
     enc = Encoder.of(space)
     if not enc.names or n <= 0:
         return [(space.complete({}), {}) for _ in range(n)]
-    key = itemgetter(*enc.names) if len(enc.names) > 1 else (lambda d: (d[enc.names[0]],))
-    past = [t.params for t in history]
-    values = np.array([t.value for t in history], dtype=float)  # None: NaN
+    with _Seen.taken(history, enc) as seen:
+        return _ask(space, enc, seen, n, fit_seed, draw_seed, round_size)
+
+
+def _ask(space, enc: Encoder, seen: _Seen, n: int, fit_seed: int, draw_seed: int,
+         round_size: int | None) -> list[tuple[dict, dict]]:
+    values = seen.values
     valued = ~np.isnan(values)
     if int(valued.sum()) < n_startup(round_size or n):
-        return _random_fill(space, key, n, draw_seed, set(map(key, past)))
+        return _random_fill(space, enc.key, n, draw_seed, set(), seen.keys)
 
     n_good = min(math.ceil(0.1 * int(valued.sum())), MAX_GOOD)
     best = _sorted_head(-np.where(valued, values, -np.inf), n_good)[:n_good]
@@ -207,39 +147,96 @@ def ask_batch(space, history, n: int, fit_seed: int, draw_seed: int,
     if len(bad) > MAX_BAD_KERNELS:
         pick = np.random.default_rng([fit_seed, 0]).choice(len(bad), MAX_BAD_KERNELS, replace=False)
         bad = bad[np.sort(pick)]
-    units, cats = enc.encode([past[i] for i in chain(best.tolist(), bad.tolist())])
-    good, worse = _Parzen.fit(units, cats, enc.choices, n_good)
+    rows = np.concatenate([best, bad])
+    good, worse = _Parzen.fit(seen.units[rows], seen.cats[rows], enc.choices, n_good)
 
     rng = np.random.default_rng([draw_seed, 1])
-    liar = _Liar(enc.choices, LIAR_WIDTH, len(bad) + 1)
-    used: set = set()
+    alpha = 1.0 / (len(bad) + 2.0)   # a pick's categorical kernel, smoothed as g's are
+    cat_match = math.log((1 + alpha) / alpha)
+    peak = (sum(math.log((1 + alpha) / (1 + c * alpha)) for c in enc.choices)
+            - len(enc.numeric) * (math.log(LIAR_WIDTH) + 0.5 * _LOG_2PI))
+    picks_units, picks_cats = np.zeros((0, len(enc.numeric))), np.zeros((0, len(enc.cats)), np.int64)
     out: list = []
+    size = CANDIDATES_PER_SLOT * n
     for _ in range(MAX_POOLS):
-        pool = _Pool(space, enc, good, worse, rng, CANDIDATES_PER_SLOT * (n - len(out)))
-        used |= enc.seen(past, key, pool.lists)
-        liar.start(pool)
-        gone = np.zeros(len(pool.points), bool)   # picked or found in ``used``: skipped
-        while len(out) < n:
-            rank = liar.log_g(pool.log_g) - pool.log_l   # best (lowest) first; inf: infeasible
-            rank[gone] = np.inf
-            picked = []
-            for i, r in _best_first(rank, 2 * LIAR_BLOCK):
-                if r == math.inf or len(picked) == LIAR_BLOCK or len(out) == n:
-                    break
-                gone[i] = True
-                if pool.points[i] not in used:
-                    used.add(pool.points[i])
-                    picked.append(i)
-                    out.append((space.complete(dict(zip(enc.names, pool.points[i]))), {}))
-            if not picked:
-                break   # nothing new and feasible left in this pool
-            if len(out) < n:   # (the last block's picks have nothing left to spread)
-                liar.tell(pool, picked)
+        want = n - len(out)
+        pool = _Pool(space, enc, good, worse, rng, size, seen)
+        chosen = _tpe_kernel.pick(pool.log_l, pool.log_g, pool.units, pool.cats, picks_units,
+                                  picks_cats, len(bad) + 1, want, LIAR_BLOCK, LIAR_WIDTH,
+                                  cat_match, peak)
+        out += [(space.complete(dict(zip(enc.names, point))), {}) for point in pool.points(chosen)]
         if len(out) == n:
             return out
-    used |= set(map(key, past))   # random fills may repeat any past trial: check them all
-    return out + [(params, dict(REPAIRED))
-                  for params, _ in _random_fill(space, key, n - len(out), draw_seed + 1, used)]
+        picks_units = np.concatenate([picks_units, pool.units[chosen]])
+        picks_cats = np.concatenate([picks_cats, pool.cats[chosen]])
+        # The next pool is drawn to hold CANDIDATES_PER_SLOT new points a slot left at this
+        # one's yield (picks a draw): a model that has converged onto points the history
+        # holds draws a larger pool, up to MAX_POOL_SLOT draws a slot of the round.
+        size = min(MAX_POOL_SLOT * n, math.ceil(CANDIDATES_PER_SLOT * (n - len(out)) * size
+                                                / max(len(chosen), 1)))
+    used = set(map(enc.key, (params for params, _ in out)))
+    return out + [(params, dict(REPAIRED)) for params, _ in
+                  _random_fill(space, enc.key, n - len(out), draw_seed + 1, used, seen.keys)]
+
+
+class _Seen:
+    """What a round reads of the history, encoded: the trials' values (NaN: failed), unit
+    positions, choice indices and point keys (``Encoder.key``). A job asks round after
+    round from the same trials and more (the services' history cache hands out the same
+    objects), so what the last round read is kept, its trials held, and only the new ones
+    are read: a history of 5,000 used to cost ~1.5 ms a round to read again. Kept for
+    MAX_SEEN histories, each by its first trial and its encoder; a history that is not the
+    kept one's trials and more (compared by identity first, then by value) is read whole."""
+
+    MAX_SEEN = 16
+    _kept: OrderedDict = OrderedDict()
+    _lock = threading.Lock()
+
+    def __init__(self, enc: Encoder):
+        self.enc, self.trials, self.keys = enc, [], set()
+        self.values = np.empty(0)
+        self.units = np.zeros((0, len(enc.numeric)))
+        self.cats = np.zeros((0, len(enc.cats)), np.int64)
+        self.codes = np.zeros(0, np.int64)   # sorted; on a grid only (Encoder.codes)
+        # And on a grid of at most BITMAP_CELLS points, a flag a point: taken or not.
+        small = enc.radix is not None and enc.grid_points <= BITMAP_CELLS
+        self.taken_cells = np.zeros(enc.grid_points if small else 0, np.bool_)
+
+    @classmethod
+    @contextmanager
+    def taken(cls, history, enc: Encoder):
+        """The history read, this round's alone while it asks (a thread asking for the same
+        job meanwhile reads its own), kept again after."""
+        history = history if isinstance(history, list) else list(history)
+        slot = (id(history[0]), id(enc)) if history else None
+        with cls._lock:
+            seen = cls._kept.pop(slot, None) if slot else None
+        k = len(seen.trials) if seen is not None else 0
+        if seen is None or k > len(history) or history[:k] != seen.trials:
+            seen = cls(enc)
+        seen._read(history[len(seen.trials):])
+        yield seen
+        if slot:
+            with cls._lock:
+                cls._kept[slot] = seen
+                while len(cls._kept) > cls.MAX_SEEN:
+                    cls._kept.popitem(last=False)
+
+    def _read(self, trials: list) -> None:
+        if not trials:
+            return
+        params = [t.params for t in trials]
+        units, cats = self.enc.encode(params)
+        self.units = np.concatenate([self.units, units])
+        self.cats = np.concatenate([self.cats, cats])
+        self.values = np.concatenate([self.values, np.array([t.value for t in trials], dtype=float)])
+        self.keys.update(map(self.enc.key, params))
+        self.trials.extend(trials)
+        codes = self.enc.codes(units, cats)
+        if codes is not None:
+            self.taken_cells[codes[codes < len(self.taken_cells)]] = True
+            codes.sort()
+            self.codes = np.insert(self.codes, np.searchsorted(self.codes, codes), codes)
 
 
 def _sorted_head(key: np.ndarray, k: int) -> np.ndarray:
@@ -251,88 +248,51 @@ def _sorted_head(key: np.ndarray, k: int) -> np.ndarray:
     return head[np.argsort(key[head], kind="stable")]
 
 
-def _best_first(key: np.ndarray, k: int):
-    """(index, key) in ``np.argsort(key, kind="stable")`` order, the rest sorted if read."""
-    head = _sorted_head(key, k)
-    yield from zip(head.tolist(), key[head].tolist())
-    rest = np.argsort(key, kind="stable")[len(head):]
-    yield from zip(rest.tolist(), key[rest].tolist())
-
-
 class _Pool:
-    """``m`` candidates drawn from l: unit positions back on the grid (a point scores the
-    same however drawn), parameter values, log l (-inf where a constraint breaks), log g."""
+    """``m`` candidates drawn from l, of which only the live ones are kept: feasible and not
+    in the history. Kept: their unit positions (back on the grid: a point scores the same
+    however drawn), choice indices, parameter values, log l and log g."""
 
     def __init__(self, space, enc: Encoder, good: _Parzen, worse: _Parzen,
-                 rng: np.random.Generator, m: int):
+                 rng: np.random.Generator, m: int, seen: _Seen):
         raw, cats = good.sample(rng, m)
+        if enc.radix is not None:   # a grid: skip what the history holds before converting
+            fresh = np.flatnonzero(_tpe_kernel.fresh_on_grid(raw, cats, enc.cells, enc.radix,
+                                                             seen.codes, seen.taken_cells))
+            raw, cats, m = raw[fresh], cats[fresh], len(fresh)
         values = enc.to_values(raw)
-        self.units = enc.to_units(values)
+        units = enc.to_units(values)
         columns = {name: values[:, i].astype(np.int64) if enc.is_int[i] else values[:, i]
                    for i, name in enumerate(enc.numeric)}
         for j, p in enumerate(enc.cats):
             columns[p.name] = np.array(p.choices, dtype=object)[cats[:, j]]
-        self.onehot = enc.onehot(cats)
-        features = _Parzen.features(self.units, self.onehot)   # the same for l and g
-        self.log_l = np.where(space.feasible_mask(columns, m), good.log_pdf(features), -np.inf)
-        self.log_g = worse.log_pdf(features)
-        self.lists = [columns[name].tolist() for name in enc.names]  # ints, floats, choices
-        self.points = list(zip(*self.lists))
+        live = space.feasible_mask(columns, m)
+        if enc.radix is None:
+            lists = [columns[name].tolist() for name in enc.names]
+            live &= np.fromiter((p not in seen.keys for p in zip(*lists)), bool, m)
+        live = np.flatnonzero(live)
+        self.units, self.cats = units[live], cats[live]
+        self.columns = [columns[name][live] for name in enc.names]
+        onehot = enc.onehot(self.cats)
+        features = _Parzen.features(self.units, onehot)   # the same for l and g
+        self.log_l, self.log_g = good.log_pdf(features), worse.log_pdf(features)
+
+    def points(self, chosen: np.ndarray) -> list[tuple]:
+        """The chosen candidates' free parameter values (ints, floats, choices)."""
+        return list(zip(*(column[chosen].tolist() for column in self.columns)))
 
 
-class _Liar:
-    """The round's picks, told to g as bad trials, so that later picks spread out instead
-    of piling onto one region (optuna's constant liar, once per LIAR_BLOCK picks). A pick
-    is one more kernel in g's mixture of ``n_kernels``, ``sigma`` wide in each numeric
-    dimension."""
-
-    def __init__(self, choices: list[int], sigma: float, n_kernels: int):
-        self.sigma, self.n, self.cats = sigma, n_kernels, len(choices)
-        alpha = 1.0 / (n_kernels + 1.0)               # a categorical kernel's smoothing
-        self.cat_match = math.log((1 + alpha) / alpha)
-        # A kernel's peak (at its pick, every choice equal): the shift that keeps exp <= 1.
-        self.peak = sum(math.log((1 + alpha) / (1 + c * alpha)) for c in choices)
-        self.picks: list[tuple[np.ndarray, np.ndarray]] = []   # (units, onehot) a block
-
-    def start(self, pool: _Pool) -> None:
-        """Score ``pool`` from now on, the picks so far (from earlier pools) told to it."""
-        self.pool = pool
-        self.norms = (pool.units * pool.units).sum(1)
-        self.lie = np.full(pool.units.shape[0], -np.inf)   # log of the picks' kernels' sum
-        if self.picks:
-            units, onehot = (np.concatenate(x) for x in zip(*self.picks))
-            self._add(units, onehot)
-
-    def log_g(self, log_g: np.ndarray) -> np.ndarray:
-        if not self.picks:
-            return log_g
-        total = self.n + sum(len(units) for units, _ in self.picks)
-        return np.logaddexp(log_g + math.log(self.n / total), self.lie - math.log(total))
-
-    def tell(self, pool: _Pool, picked: list[int]) -> None:
-        self.picks.append((pool.units[picked], pool.onehot[picked]))
-        self._add(*self.picks[-1])
-
-    def _add(self, units: np.ndarray, onehot: np.ndarray) -> None:
-        d2 = self.norms[:, None] + (units * units).sum(1)[None, :] - 2.0 * self.pool.units @ units.T
-        lk = d2 * (-0.5 / (self.sigma * self.sigma))   # <= 0 with the choices' term below
-        if self.cats:
-            lk += self.cat_match * (self.pool.onehot @ onehot.T - self.cats)
-        np.maximum(lk, _EXP_FLOOR, out=lk)
-        peak = self.peak - units.shape[1] * (math.log(self.sigma) + 0.5 * _LOG_2PI)
-        self.lie = np.logaddexp(self.lie, np.log(np.exp(lk, out=lk).sum(1)) + peak)
-
-
-def _random_fill(space, key, n: int, seed: int, used: set) -> list[tuple[dict, dict]]:
-    """``n`` seeded feasible random points, new ones (``key`` not in ``used``) first;
-    ``used`` grows with them. When a few hundred draws find too few new points, a small
+def _random_fill(space, key, n: int, seed: int, used: set,
+                 taken: set = frozenset()) -> list[tuple[dict, dict]]:
+    """``n`` seeded feasible random points, new ones (``key`` in neither ``used`` nor
+    ``taken``) first; ``used`` grows with them. When a few hundred draws find too few new points, a small
     space's grid is searched in a seeded order; only then are points repeated."""
     out, spare = [], []
 
     def take(points) -> bool:
         for point in points:
             k = key(point)
-            if k in used:
+            if k in used or k in taken:
                 spare.append(point)
                 continue
             used.add(k)

@@ -1,0 +1,238 @@
+"""The compiled inner loops of the batched TPE (app.optimize.batch_tpe, whose docstring
+states the rules): the liar's block-by-block picking and the fit's kernel widths.
+
+Private. Each was a loop of small numpy calls (a round of 64 made ~60 calls to tell the
+liar and ~800 steps through the ranked candidates), whose per-call cost, not arithmetic,
+was most of a round's ask. Random numbers are never drawn here: the caller draws them
+with numpy's Generator, so a round stays a pure function of its seeds.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+__all__ = ["bandwidths", "pick"]
+
+_EXP_FLOOR = -700.0
+
+
+@njit(cache=True, nogil=True)
+def bandwidths(mus: np.ndarray) -> np.ndarray:
+    """optuna's TPE widths, per kernel and dimension: the larger gap to the neighbours in
+    that dimension (the outermost kernels use their inner gap; the range's ends 0 and 1
+    are neighbours when there is one kernel), clipped to [1/min(100, n+2), 1]."""
+    n, d = mus.shape
+    out = np.empty((n, d))
+    low = 1.0 / min(100.0, n + 2.0)
+    for j in range(d):
+        order = np.argsort(mus[:, j], kind="mergesort")   # stable, as np.argsort(kind="stable")
+        for r in range(n):
+            here = mus[order[r], j]
+            if n == 1:
+                gap = max(here, 1.0 - here)
+            elif r == 0:
+                gap = mus[order[1], j] - here
+            elif r == n - 1:
+                gap = here - mus[order[n - 2], j]
+            else:
+                gap = max(here - mus[order[r - 1], j], mus[order[r + 1], j] - here)
+            out[order[r], j] = min(max(gap, low), 1.0)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _tell(lie, units, cats, pu, pc, inv2s2, cat_match):
+    """Add one pick's kernel (exp of its log, at most 1) to ``lie`` at every candidate."""
+    m, d = units.shape
+    c = cats.shape[1]
+    for i in range(m):
+        d2 = 0.0
+        for j in range(d):
+            t = units[i, j] - pu[j]
+            d2 += t * t
+        lk = inv2s2 * d2
+        for j in range(c):
+            if cats[i, j] != pc[j]:
+                lk -= cat_match
+        lie[i] += math.exp(max(lk, _EXP_FLOOR))
+
+
+@njit(cache=True, nogil=True)
+def _same(units, cats, i, pu, pc):
+    for j in range(units.shape[1]):
+        if units[i, j] != pu[j]:
+            return False
+    for j in range(cats.shape[1]):
+        if cats[i, j] != pc[j]:
+            return False
+    return True
+
+
+@njit(cache=True, nogil=True)
+def pick(log_l, log_g, units, cats, prev_units, prev_cats, n_kernels, want, block, sigma,
+         cat_match, peak):
+    """Up to ``want`` candidates (indices, in pick order) of a pool: ``block`` at a time,
+    lowest rank first, rank = log g'(x) - log l(x) with g' the bad mixture of
+    ``n_kernels`` kernels plus one kernel (``sigma`` wide, choices matched with
+    ``cat_match``, its peak ``peak``) at each pick so far: the round's earlier picks
+    (``prev_*``, from earlier pools) and this pool's, told after each block. Ties go to
+    the lower index. A candidate equal to a pick (the same units and choices) is passed
+    over; -inf in ``log_l`` (a broken constraint) is never picked. Fewer than ``want``
+    come back when the pool has nothing new left."""
+    m = units.shape[0]
+    inv2s2 = -0.5 / (sigma * sigma)
+    lie = np.zeros(m)
+    for p in range(prev_units.shape[0]):
+        _tell(lie, units, cats, prev_units[p], prev_cats[p], inv2s2, cat_match)
+    told = prev_units.shape[0]
+    out = np.empty(want, np.int64)
+    n_out = 0
+    gone = np.zeros(m, np.bool_)
+    rank = np.empty(m)
+    while n_out < want:
+        total = n_kernels + told
+        if told == 0:
+            for i in range(m):
+                rank[i] = log_g[i] - log_l[i]
+        else:
+            w_g, w_lie = math.log(n_kernels / total), -math.log(total)
+            for i in range(m):
+                a = log_g[i] + w_g
+                b = math.log(lie[i]) + peak + w_lie
+                hi, lo = (a, b) if a > b else (b, a)
+                rank[i] = hi + math.log1p(math.exp(lo - hi)) - log_l[i]
+        start = n_out
+        while n_out - start < block and n_out < want:
+            best, best_rank = -1, math.inf
+            for i in range(m):
+                if not gone[i] and rank[i] < best_rank:
+                    best, best_rank = i, rank[i]
+            if best < 0:
+                break
+            gone[best] = True
+            new = True
+            for q in range(n_out):
+                if _same(units, cats, best, units[out[q]], cats[out[q]]):
+                    new = False
+                    break
+            if new:
+                for q in range(prev_units.shape[0]):
+                    if _same(units, cats, best, prev_units[q], prev_cats[q]):
+                        new = False
+                        break
+            if new:
+                out[n_out] = best
+                n_out += 1
+        if n_out == start:
+            break   # nothing new and feasible left in this pool
+        if n_out < want:   # (the last block's picks have nothing left to spread)
+            for q in range(start, n_out):
+                _tell(lie, units, cats, units[out[q]], cats[out[q]], inv2s2, cat_match)
+            told += n_out - start
+    return out[:n_out]
+
+
+@njit(cache=True, nogil=True)
+def draw(mus, sigmas, cum, offsets, kernel, z, spare, uniform):
+    """Draws from a mixture: candidate i from kernel ``kernel[i]``, its numeric units from
+    that kernel's normal truncated to [0, 1] (``z[i]``; a draw outside is drawn again from
+    ``spare``, in order, up to three times, then taken from ``uniform[i, :d]``), its
+    choices by ``uniform[i, d:]`` against the kernel's cumulative probabilities ``cum``
+    (categorical j in columns offsets[j]:offsets[j+1])."""
+    m, d = z.shape
+    c = offsets.shape[0] - 1
+    units = np.empty((m, d))
+    cats = np.empty((m, c), np.int64)
+    s = 0
+    for i in range(m):
+        k = kernel[i]
+        for j in range(d):
+            mu, sd = mus[k, j], sigmas[k, j]
+            x = mu + sd * z[i, j]
+            tries = 0
+            while (x < 0.0 or x > 1.0) and tries < 3 and s < spare.shape[0]:
+                x = mu + sd * spare[s]
+                s += 1
+                tries += 1
+            units[i, j] = x if 0.0 <= x <= 1.0 else uniform[i, j]
+        for j in range(c):
+            lo, hi = offsets[j], offsets[j + 1]
+            u, v = uniform[i, d + j], 0
+            while v < hi - lo - 1 and u > cum[k, lo + v]:
+                v += 1
+            cats[i, j] = v
+    return units, cats
+
+
+@njit(cache=True, nogil=True)
+def fresh_on_grid(units, cats, cells, radix, past, taken):
+    """Which draws land on a grid point (each numeric unit's cell, floor(u * K), and the
+    choices, as one mixed-radix integer) that ``past`` (sorted) does not hold; ``taken``,
+    when not empty, flags each point of the grid (the same as ``past``, read faster)."""
+    m, d = units.shape
+    out = np.empty(m, np.bool_)
+    n = past.shape[0]
+    for i in range(m):
+        code = 0
+        for j in range(d):
+            code += min(int(math.floor(units[i, j] * cells[j])), int(cells[j]) - 1) * radix[j]
+        for j in range(cats.shape[1]):
+            code += cats[i, j] * radix[d + j]
+        if taken.shape[0]:
+            out[i] = not taken[code]
+        else:
+            at = np.searchsorted(past, code)
+            out[i] = not (at < n and past[at] == code)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def mixture(units, cats, offsets):
+    """One Parzen mixture of the points (``units`` n x d, ``cats`` n x c, categorical j's
+    choices in columns offsets[j]:offsets[j+1]), plus the prior kernel (centre 0.5,
+    width 1, uniform choices) as its last row, all of equal weight. Returns the kernels'
+    centres and widths, each choice's probability cumulated within its categorical (for
+    drawing), and ``coef`` and ``shift`` such that the mixture's log density at x is
+    log(sum_k exp(features(x) . coef[k])) + shift, features(x) = [x*x, x, onehot, 1]:
+    one matrix product scores many points (``shift``, the highest kernel's peak, keeps
+    every exp at most 1)."""
+    n, d = units.shape
+    c = offsets.shape[0] - 1
+    k_all = n + 1
+    mus = np.full((k_all, d), 0.5)
+    mus[:n] = units
+    sigmas = np.ones((k_all, d))
+    sigmas[:n] = bandwidths(units)
+    width = 2 * d + offsets[c] + 1
+    coef = np.empty((k_all, width))
+    peak, quads = np.empty(k_all), np.empty(k_all)
+    log_2pi = math.log(2.0 * math.pi)
+    for k in range(k_all):
+        p, quad = -0.5 * d * log_2pi - math.log(k_all), 0.0
+        for j in range(d):
+            mu, sd = mus[k, j], sigmas[k, j]
+            a = 1.0 / (sd * sd)
+            s = 1.0 / (sd * math.sqrt(2.0))
+            p -= math.log(sd) + math.log(0.5 * (math.erf((1.0 - mu) * s) - math.erf(-mu * s)))
+            quad += 0.5 * mu * mu * a
+            coef[k, j] = -0.5 * a
+            coef[k, d + j] = mu * a
+        peak[k], quads[k] = p, quad
+    cum = np.empty((k_all, offsets[c]))
+    base = 1.0 / (n + 1.0)
+    for j in range(c):
+        lo, hi = offsets[j], offsets[j + 1]
+        for k in range(k_all):
+            total = (hi - lo) * base + (1.0 if k < n else 0.0)
+            run = 0.0
+            for v in range(lo, hi):
+                q = (base + (1.0 if k < n and cats[k, j] == v - lo else 0.0)) / total
+                run += q
+                cum[k, v] = run
+                coef[k, 2 * d + v] = math.log(q)
+    shift = peak.max()
+    for k in range(k_all):
+        coef[k, width - 1] = peak[k] - quads[k] - shift
+    return mus, sigmas, coef, shift, cum
