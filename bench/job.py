@@ -107,6 +107,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1,
                         help="runs of [2] per process count; figures of each run, then medians")
     parser.add_argument("--strategy", default="LIQUIDITY_SWEEP")
+    parser.add_argument("--bayes-strategy", default="SMA_CROSS",
+                        help="strategy of the bayesian jobs of [3] (SMA_CROSS: the cheapest backtest)")
     parser.add_argument("--parts", default="1,2", type=lambda v: [int(x) for x in v.split(",")],
                         help="sampler_parts of the bayesian jobs of [3]")
     args = parser.parse_args()
@@ -179,8 +181,8 @@ def main() -> None:
             if "3" in only:
                 w = Worker(url, concurrency=2).wait_ready()
                 try:
-                    body = {"strategy": "SMA_CROSS", "symbol": "BTC/USDT", "exchange": "binanceus",
-                            "timeframe": "5m", "optimizer": "bayesian", "lookback_days": 1000 / 288,
+                    body = {"strategy": args.bayes_strategy, "symbol": "BTC/USDT",
+                            "exchange": "binanceus", "timeframe": "5m", "optimizer": "bayesian", "lookback_days": 1000 / 288,
                             "n_iterations": args.bayes_trials, "min_trades": 0, "seed": 5,
                             "batch_size": 64}
                     walls = {}
@@ -190,12 +192,14 @@ def main() -> None:
                         walls[parts] = dt
                         work = backtest_seconds(url, job["job_id"])
                         sampler = job["stats"]["sampler_s"]
-                        where = (f"sampler {sampler:.1f} core-s = {100 * sampler / (2 * dt):.1f}% of "
+                        where = (f"sampler {sampler:.3f} core-s = {100 * sampler / (2 * dt):.1f}% of "
                                  f"2 x wall ({'in the callback' if parts == 1 else 'in the workers'})")
-                        print(f"[3] bayesian {args.bayes_trials:,} trials x 1,000 candles, 2 worker "
+                        print(f"[3] bayesian {args.bayes_strategy} {args.bayes_trials:,} trials x 1,000 "
+                              f"candles, 2 worker "
                               f"processes, sampler_parts {parts}: {dt:.1f} s, "
                               f"{args.bayes_trials / dt:,.0f} trials/s, best sharpe "
-                              f"{job['best_value']:.3f}; {where}; backtesting {work:.2f} core-s")
+                              f"{job['best_value']:.3f}; {where}; backtesting {work:.3f} core-s; ask / backtests "
+                              f"{sampler / work:.2f}")
                     for parts in args.parts[1:]:
                         print(f"[3] speed-up of sampler_parts {parts} over {args.parts[0]}: "
                               f"x{walls[args.parts[0]] / walls[parts]:.2f}")

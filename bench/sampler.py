@@ -139,14 +139,16 @@ def search(space, fn, optimizer: str, parts: int, seed: int, trials: int, batch:
         done_at = [clock + (i + 1) * trial_s / workers for i in range(trials)]
         return {"values": values, "done_at": done_at, "asked_s": asked_s, "critical_s": critical_s}
     history: list[PastTrial] = []
-    round_no = 0
+    round_no, state = 0, {}
     while len(history) < trials:
         size = min(batch, trials - len(history))
         asked, slowest = [], 0.0
         for k, (a, b) in enumerate(part_bounds(size, parts)):
             t0 = time.perf_counter()
-            got, _ = ask_round(space, optimizer, seed, round_no, b - a, history,
-                               part=k if parts > 1 else None, round_size=size)
+            # The state carried as a job carries it: kept from a whole round, not from parts.
+            got, after = ask_round(space, optimizer, seed, round_no, b - a, history, state,
+                                   part=k if parts > 1 else None, round_size=size)
+            state = after if parts == 1 else state
             took = time.perf_counter() - t0
             asked_s += took
             slowest = max(slowest, took)

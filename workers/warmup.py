@@ -80,7 +80,21 @@ def warm_trials(candles=None) -> list:
         params = strategy.validate(None)
         score_params(strategy, candles, params, config, cache)   # one trial: the finish's route
         run_trials(strategy, candles, [params] * 2, config, cache)   # a chunk: the batch kernel
+    warm_sampler(strategies[0])
     return strategies
+
+
+def warm_sampler(strategy) -> None:
+    """A bayesian round's ask (the batched TPE's compiled loops, loaded from their cache
+    or compiled), from a made-up history: what a round asked in parts runs in a chunk,
+    and a round's finish runs before it sends the next."""
+    from app.optimize.batch_tpe import ask_batch, n_startup
+    from app.optimize.rounds import PastTrial
+    from app.optimize.space import build_space
+
+    space = build_space(strategy)
+    points = space.sample(n_startup(8) + 4, 0)
+    ask_batch(space, [PastTrial(i, p, float(i % 5), {}) for i, p in enumerate(points)], 8, 0, 1, 8)
 
 
 _outcome: dict = {}

@@ -236,3 +236,31 @@ def mixture(units, cats, offsets):
     for k in range(k_all):
         coef[k, width - 1] = peak[k] - quads[k] - shift
     return mus, sigmas, coef, shift, cum
+
+
+@njit(cache=True, nogil=True)
+def sample_rest(n, best, k, uniform):
+    """The indices in [0, n) not in ``best``, in order, or, when there are more than
+    ``k``, a uniform sample of ``k`` of them (Floyd's algorithm, ``uniform`` holding its
+    k draws), in order."""
+    rest = n - best.shape[0]
+    taken = np.zeros(rest, np.bool_)
+    if rest <= k:
+        taken[:] = True
+    else:
+        for step, j in enumerate(range(rest - k, rest)):
+            t = min(int(uniform[step] * (j + 1)), j)
+            taken[j if taken[t] else t] = True
+    skip = np.sort(best)
+    out = np.empty(min(rest, k), np.int64)
+    q, s, idx = 0, 0, 0
+    for pos in range(rest):   # the pos-th index of [0, n) that is not in ``best``
+        while s < skip.shape[0] and skip[s] <= idx:
+            if skip[s] == idx:
+                idx += 1
+            s += 1
+        if taken[pos]:
+            out[q] = idx
+            q += 1
+        idx += 1
+    return out

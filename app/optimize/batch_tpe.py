@@ -1,5 +1,6 @@
 """A batched Tree-structured Parzen Estimator: one fit per round, a batch of distinct,
-feasible parameter sets drawn from it. Pure numpy.
+feasible parameter sets drawn from it. numpy, and numba for its inner loops
+(app/optimize/_tpe_kernel.py).
 
 The rules:
 
@@ -20,24 +21,28 @@ The rules:
   the larger gap to the trial's neighbours there, clipped to [1/min(100, n+2), 1]
   (optuna's TPE bandwidth and "magic clip"). Categorical kernels put 1 on the trial's
   choice plus 1/(n+1) on each. g is fitted on at most MAX_BAD_KERNELS bad trials, a
-  seeded uniform sample that keeps its shape: its cost stays the same at 500 trials or
-  50,000 (what grows with the history is reading it and the duplicate check, ~0.2 us a
-  past trial).
-- Batch. A round draws one pool of CANDIDATES_PER_SLOT candidates a slot from l and
-  scores them all at once by log l(x) - log g(x). (optuna draws 24 for each ask and keeps
-  the best; a shared pool of 4 a slot found as good values on bench/sampler.py's
-  objectives, 32 seeds, from a sixth of the draws.) Infeasible candidates go first. The
-  batch is picked LIAR_BLOCK at a time, best score first, skipping points in the history
-  or already picked; after each block the picks join g as bad trials (one kernel of
-  LIAR_WIDTH each), so that the next block spreads out instead of piling onto the
-  best region: optuna's constant liar, once a block instead of once an ask. A pool with
-  nothing new and feasible left is followed by another (MAX_POOLS in all); slots still
-  empty take new feasible random draws (marked ``trad:repaired``); only a space whose
-  every point is taken repeats one.
+  seeded uniform sample (Floyd's) that keeps its shape: its cost stays the same at 500
+  trials or 50,000. The history is read once a job (``_Seen``: each round reads only
+  the trials that are new to it).
+- Batch. A round draws one pool of candidates from l, drops those that break a
+  constraint or that the history holds (on a grid, before they are converted: a flag or
+  a sorted integer a point), and scores the rest at once by log l(x) - log g(x). The
+  pool is sized for CANDIDATES_PER_SLOT live candidates a slot. (optuna draws 24 for each
+  ask and keeps the best; a shared pool of 4 a slot found as good values on
+  bench/sampler.py's objectives, 32 seeds, from a sixth of the draws.) A model that has
+  converged onto points the history holds needs many draws for each live one, so the
+  round's state (``ask_batch_in_state``) carries the draws a slot its last pool needed to
+  the next round's first pool; within a round, a pool that ran out is followed by one
+  sized by its yield (MAX_POOLS in all, at most MAX_POOL_SLOT draws a slot). The batch is
+  picked LIAR_BLOCK at a time, best score first, passing over copies of picks; after each
+  block the picks join g as bad trials (one kernel of LIAR_WIDTH each), so that the next
+  block spreads out instead of piling onto the best region: optuna's constant liar, once
+  a block instead of once an ask. Slots still empty take new feasible random draws
+  (marked ``trad:repaired``); only a space whose every point is taken repeats one.
 - Start-up. Until ``n_startup`` trials have a value: seeded feasible random draws, new first.
 - Seeds. ``fit_seed`` picks g's sample (the same for every part of a round, so the parts
   share one fit); ``draw_seed`` draws the candidates and the random fills (a part's own).
-  The same (history, seeds, size) give the same parameters, in the same order.
+  The same (history, seeds, size, state) give the same parameters, in the same order.
 """
 from __future__ import annotations
 
@@ -45,6 +50,7 @@ import math
 import threading
 from collections import OrderedDict
 from contextlib import contextmanager
+from operator import itemgetter
 
 import numpy as np
 
@@ -52,7 +58,8 @@ from app.errors import InputError
 from app.optimize import _tpe_kernel
 from app.optimize.tpe_encoding import Encoder
 
-__all__ = ["CANDIDATES_PER_SLOT", "MAX_BAD_KERNELS", "MAX_GOOD", "ask_batch", "n_startup"]
+__all__ = ["CANDIDATES_PER_SLOT", "MAX_BAD_KERNELS", "MAX_GOOD", "ask_batch", "ask_batch_in_state",
+           "n_startup"]
 
 CANDIDATES_PER_SLOT = 4 # a round's pool holds this many draws from l for each slot
 MAX_POOLS = 3           # pools a round draws before its last slots fall back to random
@@ -115,7 +122,7 @@ class _Parzen:
         d = self.mus.shape[1]
         kernel = rng.integers(0, self.mus.shape[0], size=m)
         z = rng.standard_normal((m, d))
-        spare = rng.standard_normal(m * d // 2 + 16)
+        spare = rng.standard_normal(m * d // 4 + 16)
         uniform = rng.random((m, d + len(self.choices)))
         return _tpe_kernel.draw(self.mus, self.sigmas, self.cum, self.offsets, kernel, z, spare,
                                 uniform)
@@ -127,26 +134,38 @@ def ask_batch(space, history, n: int, fit_seed: int, draw_seed: int,
     system attributes, from ``history`` (objects with ``params`` and ``value``, value
     None for a failed trial); ``round_size``: the whole round's, when this is a part of
     it (it sets the start-up). See the module docstring for the rules."""
+    return ask_batch_in_state(space, history, n, fit_seed, draw_seed, round_size)[0]
+
+
+def ask_batch_in_state(space, history, n: int, fit_seed: int, draw_seed: int,
+                       round_size: int | None = None, draws: float | None = None
+                       ) -> tuple[list[tuple[dict, dict]], float | None]:
+    """``ask_batch``, its first pool ``draws`` draws a slot (None: CANDIDATES_PER_SLOT);
+    also returns the draws a slot the next round's first pool should make: what would
+    have given this round's last pool CANDIDATES_PER_SLOT live candidates a slot (a
+    converged model's first pool is then large enough on its own)."""
     enc = Encoder.of(space)
     if not enc.names or n <= 0:
-        return [(space.complete({}), {}) for _ in range(n)]
+        return [(space.complete({}), {}) for _ in range(n)], draws
     with _Seen.taken(history, enc) as seen:
-        return _ask(space, enc, seen, n, fit_seed, draw_seed, round_size)
+        return _ask(space, enc, seen, n, fit_seed, draw_seed, round_size, draws)
 
 
 def _ask(space, enc: Encoder, seen: _Seen, n: int, fit_seed: int, draw_seed: int,
-         round_size: int | None) -> list[tuple[dict, dict]]:
+         round_size: int | None, draws: float | None) -> tuple[list, float | None]:
     values = seen.values
     valued = ~np.isnan(values)
     if int(valued.sum()) < n_startup(round_size or n):
-        return _random_fill(space, enc.key, n, draw_seed, set(), seen.keys)
+        return _random_fill(space, enc.key, n, draw_seed, set(), seen.keys), draws
 
     n_good = min(math.ceil(0.1 * int(valued.sum())), MAX_GOOD)
-    best = _sorted_head(-np.where(valued, values, -np.inf), n_good)[:n_good]
-    bad = np.delete(np.arange(len(values)), best)   # the rest and the failed, in order
-    if len(bad) > MAX_BAD_KERNELS:
-        pick = np.random.default_rng([fit_seed, 0]).choice(len(bad), MAX_BAD_KERNELS, replace=False)
-        bad = bad[np.sort(pick)]
+    if n_good == MAX_GOOD:
+        best = seen.top
+    else:
+        best = _sorted_head(-np.where(valued, values, -np.inf), n_good)[:n_good]
+    # The rest and the failed, in order (a seeded uniform sample of them past MAX_BAD_KERNELS)
+    uniform = np.random.default_rng([fit_seed, 0]).random(MAX_BAD_KERNELS)
+    bad = _tpe_kernel.sample_rest(len(values), best, MAX_BAD_KERNELS, uniform)
     rows = np.concatenate([best, bad])
     good, worse = _Parzen.fit(seen.units[rows], seen.cats[rows], enc.choices, n_good)
 
@@ -157,16 +176,18 @@ def _ask(space, enc: Encoder, seen: _Seen, n: int, fit_seed: int, draw_seed: int
             - len(enc.numeric) * (math.log(LIAR_WIDTH) + 0.5 * _LOG_2PI))
     picks_units, picks_cats = np.zeros((0, len(enc.numeric))), np.zeros((0, len(enc.cats)), np.int64)
     out: list = []
-    size = CANDIDATES_PER_SLOT * n
+    complete = _completer(space, enc)
+    size = math.ceil(min(max(draws or 0.0, CANDIDATES_PER_SLOT), MAX_POOL_SLOT) * n)
     for _ in range(MAX_POOLS):
         want = n - len(out)
         pool = _Pool(space, enc, good, worse, rng, size, seen)
+        draws = round(CANDIDATES_PER_SLOT * size / max(len(pool.units), 1), 2)
         chosen = _tpe_kernel.pick(pool.log_l, pool.log_g, pool.units, pool.cats, picks_units,
                                   picks_cats, len(bad) + 1, want, LIAR_BLOCK, LIAR_WIDTH,
                                   cat_match, peak)
-        out += [(space.complete(dict(zip(enc.names, point))), {}) for point in pool.points(chosen)]
+        out += [(complete(point), {}) for point in pool.points(chosen)]
         if len(out) == n:
-            return out
+            return out, draws
         picks_units = np.concatenate([picks_units, pool.units[chosen]])
         picks_cats = np.concatenate([picks_cats, pool.cats[chosen]])
         # The next pool is drawn to hold CANDIDATES_PER_SLOT new points a slot left at this
@@ -176,7 +197,20 @@ def _ask(space, enc: Encoder, seen: _Seen, n: int, fit_seed: int, draw_seed: int
                                                 / max(len(chosen), 1)))
     used = set(map(enc.key, (params for params, _ in out)))
     return out + [(params, dict(REPAIRED)) for params, _ in
-                  _random_fill(space, enc.key, n - len(out), draw_seed + 1, used, seen.keys)]
+                  _random_fill(space, enc.key, n - len(out), draw_seed + 1, used, seen.keys)], draws
+
+
+def _completer(space, enc: Encoder):
+    """point (the free values in ``enc.names`` order) -> ``space.complete`` of it, at a
+    third of the cost: the strategy's parameters in order, fixed ones from the space."""
+    names = [p.name for p in space.strategy.space]
+    fixed = tuple(space.fixed.get(name) for name in names)
+    at = {name: i for i, name in enumerate(enc.names)}
+    where = [at[name] if name in at else len(at) + i for i, name in enumerate(names)]
+    if len(names) == 1:
+        return lambda point: {names[0]: (point + fixed)[where[0]]}
+    pick = itemgetter(*where)
+    return lambda point: dict(zip(names, pick(point + fixed)))
 
 
 class _Seen:
@@ -197,7 +231,8 @@ class _Seen:
         self.values = np.empty(0)
         self.units = np.zeros((0, len(enc.numeric)))
         self.cats = np.zeros((0, len(enc.cats)), np.int64)
-        self.codes = np.zeros(0, np.int64)   # sorted; on a grid only (Encoder.codes)
+        self.codes = np.zeros(0, np.int64)   # sorted; on a large grid only (Encoder.codes)
+        self.top = np.zeros(0, np.int64)     # the MAX_GOOD best, best first (ties: earlier)
         # And on a grid of at most BITMAP_CELLS points, a flag a point: taken or not.
         small = enc.radix is not None and enc.grid_points <= BITMAP_CELLS
         self.taken_cells = np.zeros(enc.grid_points if small else 0, np.bool_)
@@ -233,10 +268,16 @@ class _Seen:
         self.keys.update(map(self.enc.key, params))
         self.trials.extend(trials)
         codes = self.enc.codes(units, cats)
-        if codes is not None:
-            self.taken_cells[codes[codes < len(self.taken_cells)]] = True
+        if codes is not None and len(self.taken_cells):
+            self.taken_cells[codes] = True
+        elif codes is not None:
             codes.sort()
             self.codes = np.insert(self.codes, np.searchsorted(self.codes, codes), codes)
+        # The best of the kept best and the new trials is the best of all.
+        rows = np.concatenate([self.top, np.arange(len(self.values) - len(trials), len(self.values))])
+        key = self.values[rows]
+        key = -np.where(np.isnan(key), -np.inf, key)
+        self.top = rows[np.lexsort((rows, key))[:MAX_GOOD]]
 
 
 def _sorted_head(key: np.ndarray, k: int) -> np.ndarray:

@@ -56,7 +56,7 @@ import warnings
 from dataclasses import dataclass
 
 from app.errors import InputError
-from app.optimize.batch_tpe import ask_batch
+from app.optimize.batch_tpe import ask_batch_in_state
 from app.optimize.optuna_adapter import (
     add_trials_in_bulk,
     numbered_storage,
@@ -78,6 +78,7 @@ PARTED_OPTIMIZERS = ("bayesian",)
 # optuna's TPE as bayesian jobs asked it before the batched TPE: no request can name it;
 # it is kept so that bench/sampler.py measures the two side by side.
 OPTUNA_TPE = "optuna_tpe"
+TPE_DRAWS = "tpe:draws_per_slot"   # the bayesian state: its next first pool's draws a slot
 
 
 @dataclass(frozen=True)
@@ -229,10 +230,14 @@ def ask_round(space: SearchSpace, optimizer: str, seed: int, round_no: int, batc
     if part is not None and optimizer not in PARTED_OPTIMIZERS + (OPTUNA_TPE,):
         raise InputError(f"optimizer {optimizer!r} cannot ask a round in parts", field="optimizer")
     if optimizer == "bayesian":
-        # One fit a round (its g sample seeded by the round), each part its own draws.
-        asked = ask_batch(space, history, batch_size, _round_seed(seed, round_no),
-                          _round_seed(seed, round_no, part), round_size or batch_size)
-        return [AskedTrial(params, attrs) for params, attrs in asked], {}
+        # One fit a round (its g sample seeded by the round), each part its own draws; the
+        # state is the size of the next round's first pool (see ask_batch_in_state).
+        asked, draws = ask_batch_in_state(space, history, batch_size, _round_seed(seed, round_no),
+                                          _round_seed(seed, round_no, part),
+                                          round_size or batch_size,
+                                          (study_attrs or {}).get(TPE_DRAWS))
+        return ([AskedTrial(params, attrs) for params, attrs in asked],
+                {TPE_DRAWS: draws} if draws is not None else {})
     return _ask_optuna(space, optimizer, seed, round_no, batch_size, history, study_attrs or {},
                        part, round_size)
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from app.optimize.batch_tpe import ask_batch, n_startup
-from app.optimize.rounds import PastTrial, ask_round
+from app.optimize.rounds import TPE_DRAWS, PastTrial, ask_round
 from app.optimize.space import build_space
 from app.strategies import get_strategy
 from app.strategies.base import CategoricalParam, FloatParam, IntParam, Strategy
@@ -38,10 +38,11 @@ def mixed_value(p: dict) -> float:
 
 
 def run(space, value, rounds: int, batch: int, seed: int, history=None) -> list[PastTrial]:
-    history = list(history or [])
+    history, state = list(history or []), {}
     for round_no in range(rounds):
-        asked, state = ask_round(space, "bayesian", seed, round_no, batch, history)
-        assert state == {}
+        # The state carried from round to round as a job carries it: the next first pool's size.
+        asked, state = ask_round(space, "bayesian", seed, round_no, batch, history, state)
+        assert set(state) <= {TPE_DRAWS}
         for a in asked:
             history.append(PastTrial(len(history), a.params, value(a.params), a.system_attrs))
     return history
@@ -193,3 +194,30 @@ def test_a_planted_optimum_is_found_far_closer_than_by_random_search(seeds):
     # was at most 0.014: a tenth leaves room, and fails a sampler merely better than random.
     tpe, rand = _planted_bests(seeds)
     assert -tpe < 0.1 * -rand, (tpe, rand)
+
+
+def test_a_warmed_worker_asks_its_first_round_without_compiling():
+    # workers/warmup.py runs one ask at a worker's start: after it, a job's real round
+    # (a grid space, a long history, several pools) finds every compiled loop it calls
+    # ready, for each type it calls it with.
+    import subprocess
+    import sys
+
+    code = """
+from numba.core.registry import CPUDispatcher
+from app.optimize import _tpe_kernel
+from app.strategies import get_strategy
+from workers.warmup import warm_sampler
+warm_sampler(get_strategy("SMA_CROSS"))
+def compiled():
+    return {name: len(f.signatures) for name, f in vars(_tpe_kernel).items()
+            if isinstance(f, CPUDispatcher)}
+before = compiled()
+from tests.unit.test_batch_tpe import SMA, run
+from app.optimize.space import build_space
+run(build_space(SMA), lambda p: -abs(p["slow"] - 3 * p["fast"]) - abs(p["fast"] - 40), 12, 64, seed=3)
+print(before == compiled(), before, compiled())
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("True"), done.stdout
