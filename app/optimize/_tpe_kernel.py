@@ -43,11 +43,14 @@ def bandwidths(mus: np.ndarray) -> np.ndarray:
 
 
 @njit(cache=True, nogil=True)
-def _tell(lie, units, cats, pu, pc, inv2s2, cat_match):
-    """Add one pick's kernel (exp of its log, at most 1) to ``lie`` at every candidate."""
+def _tell(lie, units, cats, pu, pc, inv2s2, cat_match, gone):
+    """Add one pick's kernel (exp of its log, at most 1) to ``lie`` at every candidate
+    not ``gone`` (picked or passed over: never ranked again)."""
     m, d = units.shape
     c = cats.shape[1]
     for i in range(m):
+        if gone[i]:
+            continue
         d2 = 0.0
         for j in range(d):
             t = units[i, j] - pu[j]
@@ -84,13 +87,13 @@ def pick(log_l, log_g, units, cats, prev_units, prev_cats, n_kernels, want, bloc
     m = units.shape[0]
     inv2s2 = -0.5 / (sigma * sigma)
     lie = np.zeros(m)
+    gone = np.zeros(m, np.bool_)
     for p in range(prev_units.shape[0]):
-        _tell(lie, units, cats, prev_units[p], prev_cats[p], inv2s2, cat_match)
+        _tell(lie, units, cats, prev_units[p], prev_cats[p], inv2s2, cat_match, gone)
     told = prev_units.shape[0]
     out = np.empty(want, np.int64)
     n_out = 0
-    gone = np.zeros(m, np.bool_)
-    rank = np.empty(m)
+    rank = np.full(m, np.inf)
     while n_out < want:
         total = n_kernels + told
         if told == 0:
@@ -99,6 +102,8 @@ def pick(log_l, log_g, units, cats, prev_units, prev_cats, n_kernels, want, bloc
         else:
             w_g, w_lie = math.log(n_kernels / total), -math.log(total)
             for i in range(m):
+                if gone[i]:
+                    continue
                 a = log_g[i] + w_g
                 b = math.log(lie[i]) + peak + w_lie
                 hi, lo = (a, b) if a > b else (b, a)
@@ -129,7 +134,7 @@ def pick(log_l, log_g, units, cats, prev_units, prev_cats, n_kernels, want, bloc
             break   # nothing new and feasible left in this pool
         if n_out < want:   # (the last block's picks have nothing left to spread)
             for q in range(start, n_out):
-                _tell(lie, units, cats, units[out[q]], cats[out[q]], inv2s2, cat_match)
+                _tell(lie, units, cats, units[out[q]], cats[out[q]], inv2s2, cat_match, gone)
             told += n_out - start
     return out[:n_out]
 
@@ -168,11 +173,13 @@ def draw(mus, sigmas, cum, offsets, kernel, z, spare, uniform):
 
 @njit(cache=True, nogil=True)
 def fresh_on_grid(units, cats, cells, radix, past, taken):
-    """Which draws land on a grid point (each numeric unit's cell, floor(u * K), and the
-    choices, as one mixed-radix integer) that ``past`` (sorted) does not hold; ``taken``,
-    when not empty, flags each point of the grid (the same as ``past``, read faster)."""
+    """Each draw's grid point (each numeric unit's cell, floor(u * K), and the choices,
+    as one mixed-radix integer), and which of them ``past`` (sorted) does not hold;
+    ``taken``, when not empty, flags each point of the grid (the same as ``past``, read
+    faster)."""
     m, d = units.shape
     out = np.empty(m, np.bool_)
+    codes = np.empty(m, np.int64)
     n = past.shape[0]
     for i in range(m):
         code = 0
@@ -180,12 +187,13 @@ def fresh_on_grid(units, cats, cells, radix, past, taken):
             code += min(int(math.floor(units[i, j] * cells[j])), int(cells[j]) - 1) * radix[j]
         for j in range(cats.shape[1]):
             code += cats[i, j] * radix[d + j]
+        codes[i] = code
         if taken.shape[0]:
             out[i] = not taken[code]
         else:
             at = np.searchsorted(past, code)
             out[i] = not (at < n and past[at] == code)
-    return out
+    return codes, out
 
 
 @njit(cache=True, nogil=True)
@@ -264,3 +272,77 @@ def sample_rest(n, best, k, uniform):
             q += 1
         idx += 1
     return out
+
+
+# Constraint operators, as app.optimize.tpe_encoding.Encoder.constraints codes them.
+OPS = {"<": 0, "<=": 1, ">": 2, ">=": 3, "!=": 4}
+
+
+@njit(cache=True, nogil=True)
+def _holds(op, a, b):
+    if op == 0:
+        return a < b
+    if op == 1:
+        return a <= b
+    if op == 2:
+        return a > b
+    if op == 3:
+        return a >= b
+    return a != b
+
+
+@njit(cache=True, nogil=True)
+def grid_pool(units, cats, cells, radix, past, taken, low, step, offsets, rules, consts):
+    """The live draws of a pool on a grid (every numeric parameter an int or a stepped
+    float): those on a point the history does not hold (``fresh_on_grid``'s test) that
+    keep every rule, each point once (its first draw). A rule is (op, left, right, kind):
+    numeric value ``left`` against value ``right`` (kind 0) or ``consts[right]`` (kind 1).
+    A value is low + k * step rounded to 12 decimals (Encoder.to_values' and numpy's
+    rounding: rint(x * 1e12) / 1e12), its unit (k + 0.5) / K.
+
+    Returns the live draws' indices (in draw order), how many there were before copies
+    were dropped, and their values, unit positions, choice indices and features
+    ([x*x, x, onehot, 1], as _Parzen.log_pdf reads them)."""
+    m, d = units.shape
+    c = cats.shape[1]
+    codes, fresh = fresh_on_grid(units, cats, cells, radix, past, taken)
+    values = np.empty((m, d))
+    ok = np.zeros(m, np.bool_)
+    n_ok = 0
+    for i in range(m):
+        if not fresh[i]:
+            continue
+        for j in range(d):
+            k = min(math.floor(units[i, j] * cells[j]), cells[j] - 1.0)
+            values[i, j] = np.rint((low[j] + k * step[j]) * 1e12) / 1e12
+        good = True
+        for r in range(rules.shape[0]):
+            right = values[i, rules[r, 2]] if rules[r, 3] == 0 else consts[rules[r, 2]]
+            if not _holds(rules[r, 0], values[i, rules[r, 1]], right):
+                good = False
+                break
+        if good:
+            ok[i] = True
+            n_ok += 1
+    live = np.flatnonzero(ok)
+    order = np.argsort(codes[live], kind="mergesort")   # stable: a point's first draw first
+    first = np.zeros(live.shape[0], np.bool_)
+    for r in range(order.shape[0]):
+        if r == 0 or codes[live[order[r]]] != codes[live[order[r - 1]]]:
+            first[order[r]] = True
+    idx = live[first]
+    n = idx.shape[0]
+    width = 2 * d + offsets[c] + 1
+    out_units = np.empty((n, d))
+    features = np.zeros((n, width))
+    for q in range(n):
+        i = idx[q]
+        for j in range(d):
+            u = (min(math.floor(units[i, j] * cells[j]), cells[j] - 1.0) + 0.5) / cells[j]
+            out_units[q, j] = u
+            features[q, j] = u * u
+            features[q, d + j] = u
+        for j in range(c):
+            features[q, 2 * d + offsets[j] + cats[i, j]] = 1.0
+        features[q, width - 1] = 1.0
+    return idx, n_ok, values[idx], out_units, cats[idx], features

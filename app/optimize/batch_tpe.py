@@ -176,12 +176,12 @@ def _ask(space, enc: Encoder, seen: _Seen, n: int, fit_seed: int, draw_seed: int
             - len(enc.numeric) * (math.log(LIAR_WIDTH) + 0.5 * _LOG_2PI))
     picks_units, picks_cats = np.zeros((0, len(enc.numeric))), np.zeros((0, len(enc.cats)), np.int64)
     out: list = []
-    complete = _completer(space, enc)
+    complete, rules = _completer(space, enc), enc.rules(space)
     size = math.ceil(min(max(draws or 0.0, CANDIDATES_PER_SLOT), MAX_POOL_SLOT) * n)
     for _ in range(MAX_POOLS):
         want = n - len(out)
-        pool = _Pool(space, enc, good, worse, rng, size, seen)
-        draws = round(CANDIDATES_PER_SLOT * size / max(len(pool.units), 1), 2)
+        pool = _Pool(space, enc, good, worse, rng, size, seen, rules)
+        draws = round(CANDIDATES_PER_SLOT * size / max(pool.live, 1), 2)
         chosen = _tpe_kernel.pick(pool.log_l, pool.log_g, pool.units, pool.cats, picks_units,
                                   picks_cats, len(bad) + 1, want, LIAR_BLOCK, LIAR_WIDTH,
                                   cat_match, peak)
@@ -290,17 +290,29 @@ def _sorted_head(key: np.ndarray, k: int) -> np.ndarray:
 
 
 class _Pool:
-    """``m`` candidates drawn from l, of which only the live ones are kept: feasible and not
-    in the history. Kept: their unit positions (back on the grid: a point scores the same
-    however drawn), choice indices, parameter values, log l and log g."""
+    """``m`` candidates drawn from l, of which only the live ones are kept: feasible, not
+    in the history, each point once (its first draw). Kept: their unit positions (back
+    on the grid: a point scores the same however drawn), choice indices, parameter
+    values, log l and log g; ``live``: how many were live before copies were dropped."""
 
     def __init__(self, space, enc: Encoder, good: _Parzen, worse: _Parzen,
-                 rng: np.random.Generator, m: int, seen: _Seen):
+                 rng: np.random.Generator, m: int, seen: _Seen, rules):
         raw, cats = good.sample(rng, m)
-        if enc.radix is not None:   # a grid: skip what the history holds before converting
-            fresh = np.flatnonzero(_tpe_kernel.fresh_on_grid(raw, cats, enc.cells, enc.radix,
-                                                             seen.codes, seen.taken_cells))
-            raw, cats, m = raw[fresh], cats[fresh], len(fresh)
+        if enc.radix is not None and rules is not None:   # a grid: one compiled pass
+            _, self.live, values, self.units, self.cats, features = _tpe_kernel.grid_pool(
+                raw, cats, enc.cells, enc.radix, seen.codes, seen.taken_cells, enc.low,
+                enc.step, good.offsets, *rules)
+        else:
+            values, features = self._convert(space, enc, seen, raw, cats)
+        self.columns = [values[:, i].astype(np.int64) if enc.is_int[i] else values[:, i]
+                        for i in range(len(enc.numeric))]
+        self.columns += [np.array(p.choices, dtype=object)[self.cats[:, j]]
+                         for j, p in enumerate(enc.cats)]
+        self.log_l, self.log_g = good.log_pdf(features), worse.log_pdf(features)
+
+    def _convert(self, space, enc: Encoder, seen: _Seen, raw: np.ndarray, cats: np.ndarray):
+        """Off a grid (or with a rule grid_pool cannot read): the same, in numpy."""
+        m = len(raw)
         values = enc.to_values(raw)
         units = enc.to_units(values)
         columns = {name: values[:, i].astype(np.int64) if enc.is_int[i] else values[:, i]
@@ -308,15 +320,14 @@ class _Pool:
         for j, p in enumerate(enc.cats):
             columns[p.name] = np.array(p.choices, dtype=object)[cats[:, j]]
         live = space.feasible_mask(columns, m)
-        if enc.radix is None:
-            lists = [columns[name].tolist() for name in enc.names]
-            live &= np.fromiter((p not in seen.keys for p in zip(*lists)), bool, m)
+        points = list(zip(*(columns[name].tolist() for name in enc.names)))
+        live &= np.fromiter((p not in seen.keys for p in points), bool, m)
         live = np.flatnonzero(live)
+        self.live = len(live)
+        first: dict = {}
+        live = np.array([i for i in live.tolist() if first.setdefault(points[i], i) == i], np.int64)
         self.units, self.cats = units[live], cats[live]
-        self.columns = [columns[name][live] for name in enc.names]
-        onehot = enc.onehot(self.cats)
-        features = _Parzen.features(self.units, onehot)   # the same for l and g
-        self.log_l, self.log_g = good.log_pdf(features), worse.log_pdf(features)
+        return values[live], _Parzen.features(self.units, enc.onehot(self.cats))
 
     def points(self, chosen: np.ndarray) -> list[tuple]:
         """The chosen candidates' free parameter values (ints, floats, choices)."""

@@ -114,6 +114,35 @@ class Encoder:
             cats[:, j] = list(map(self.index[j].get, zip(map(type, column), column), repeat(0)))
         return units, cats
 
+    def rules(self, space) -> tuple[np.ndarray, np.ndarray] | None:
+        """The strategy's constraints over this space's numeric values, as
+        ``_tpe_kernel.grid_pool`` reads them: rows of (op, left, right, kind), right a
+        value's column (kind 0) or an index into the constants returned with them (kind
+        1, a fixed parameter's value or a number); None if one cannot be written so (a
+        categorical or a non-numeric side): SearchSpace.feasible_mask then checks them."""
+        from app.optimize._tpe_kernel import OPS
+
+        column = {name: i for i, name in enumerate(self.numeric)}
+        rows, consts = [], []
+
+        def number(value) -> bool:
+            return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+        for c in space.strategy.constraints:
+            left = column.get(c.left)
+            right = c.right if not isinstance(c.right, str) else (
+                column[c.right] if c.right in column else space.fixed.get(c.right))
+            if left is None or c.op not in OPS:
+                return None
+            if isinstance(c.right, str) and c.right in column:
+                rows.append((OPS[c.op], left, right, 0))
+            elif number(right):
+                rows.append((OPS[c.op], left, len(consts), 1))
+                consts.append(float(right))
+            else:
+                return None
+        return np.array(rows, np.int64).reshape(-1, 4), np.array(consts, float)
+
     def codes(self, units: np.ndarray, cats: np.ndarray) -> np.ndarray | None:
         """Each point's integer on a grid (see ``radix``), or None off one."""
         if self.radix is None:
