@@ -346,3 +346,37 @@ def grid_pool(units, cats, cells, radix, past, taken, low, step, offsets, rules,
             features[q, 2 * d + offsets[j] + cats[i, j]] = 1.0
         features[q, width - 1] = 1.0
     return idx, n_ok, values[idx], out_units, cats[idx], features
+
+
+@njit(cache=True, nogil=True)
+def read_grid(values, cats, low, step, cells, radix, taken):
+    """New trials' unit positions on a grid (Encoder.to_units' arithmetic: the nearest
+    cell k of K, (k + 0.5) / K) and their points as integers (Encoder.codes), each one's
+    flag set in ``taken`` when that is not empty."""
+    n, d = values.shape
+    units = np.empty((n, d))
+    codes = np.zeros(n, np.int64)
+    for i in range(n):
+        for j in range(d):
+            k = min(max(np.rint((values[i, j] - low[j]) / step[j]), 0.0), cells[j] - 1.0)
+            units[i, j] = (k + 0.5) / max(cells[j], 1.0)
+            codes[i] += int(k) * radix[j]
+        for j in range(cats.shape[1]):
+            codes[i] += cats[i, j] * radix[d + j]
+        if taken.shape[0]:
+            taken[codes[i]] = True
+    return units, codes
+
+
+@njit(cache=True, nogil=True)
+def merge_top(top, values, start, k):
+    """The ``k`` best of the trials ``top`` (the best so far, best first) and ``start``
+    onwards: highest value first, NaN (failed) last, ties to the earlier trial."""
+    rows = np.concatenate((top, np.arange(start, values.shape[0])))
+    key = np.empty(rows.shape[0])
+    for r in range(rows.shape[0]):
+        v = values[rows[r]]
+        key[r] = np.inf if np.isnan(v) else -v
+    # Stable: ties keep their order in ``rows``, which is trial order for them (``top`` is
+    # sorted so, and every trial in it comes before ``start``).
+    return rows[np.argsort(key, kind="mergesort")[:k]]

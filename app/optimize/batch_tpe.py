@@ -227,7 +227,7 @@ class _Seen:
     _lock = threading.Lock()
 
     def __init__(self, enc: Encoder):
-        self.enc, self.trials, self.keys = enc, [], set()
+        self.enc, self.trials, self._keys, self._keyed = enc, [], set(), 0
         self.values = np.empty(0)
         self.units = np.zeros((0, len(enc.numeric)))
         self.cats = np.zeros((0, len(enc.cats)), np.int64)
@@ -257,27 +257,37 @@ class _Seen:
                 while len(cls._kept) > cls.MAX_SEEN:
                     cls._kept.popitem(last=False)
 
+    @property
+    def keys(self) -> set:
+        """The history's points as ``Encoder.key`` tuples (read when first asked for: a
+        grid's pools check ``codes`` instead, so only random fills and other spaces do)."""
+        if self._keyed < len(self.trials):
+            self._keys.update(map(self.enc.key, (t.params for t in self.trials[self._keyed:])))
+            self._keyed = len(self.trials)
+        return self._keys
+
     def _read(self, trials: list) -> None:
         if not trials:
             return
         params = [t.params for t in trials]
-        units, cats = self.enc.encode(params)
+        enc = self.enc
+        if enc.radix is not None:   # a grid: units, codes and flags in one compiled pass
+            values = enc.numeric_values(params)
+            cats = enc.encode_cats(params)
+            units, codes = _tpe_kernel.read_grid(values, cats, enc.low, enc.step, enc.cells,
+                                                 enc.radix, self.taken_cells)
+            if not len(self.taken_cells):
+                codes.sort()
+                self.codes = np.insert(self.codes, np.searchsorted(self.codes, codes), codes)
+        else:
+            units, cats = enc.encode(params)
         self.units = np.concatenate([self.units, units])
         self.cats = np.concatenate([self.cats, cats])
         self.values = np.concatenate([self.values, np.array([t.value for t in trials], dtype=float)])
-        self.keys.update(map(self.enc.key, params))
         self.trials.extend(trials)
-        codes = self.enc.codes(units, cats)
-        if codes is not None and len(self.taken_cells):
-            self.taken_cells[codes] = True
-        elif codes is not None:
-            codes.sort()
-            self.codes = np.insert(self.codes, np.searchsorted(self.codes, codes), codes)
         # The best of the kept best and the new trials is the best of all.
-        rows = np.concatenate([self.top, np.arange(len(self.values) - len(trials), len(self.values))])
-        key = self.values[rows]
-        key = -np.where(np.isnan(key), -np.inf, key)
-        self.top = rows[np.lexsort((rows, key))[:MAX_GOOD]]
+        self.top = _tpe_kernel.merge_top(self.top, self.values, len(self.values) - len(trials),
+                                         MAX_GOOD)
 
 
 def _sorted_head(key: np.ndarray, k: int) -> np.ndarray:

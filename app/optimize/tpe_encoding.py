@@ -102,17 +102,23 @@ class Encoder:
 
     def encode(self, dicts: list[dict]) -> tuple[np.ndarray, np.ndarray]:
         """(unit positions n x numeric, choice indices n x categorical) of points."""
+        return self.to_units(self.numeric_values(dicts)), self.encode_cats(dicts)
+
+    def numeric_values(self, dicts: list[dict]) -> np.ndarray:
+        """The numeric parameters' values of points (n x numeric floats)."""
         n = len(dicts)
-        if self.numeric:
-            flat = chain.from_iterable(map(self.getter, dicts))
-            units = self.to_units(np.fromiter(flat, float, n * len(self.numeric)).reshape(n, -1))
-        else:
-            units = np.zeros((n, 0))
-        cats = np.zeros((n, len(self.cats)), np.int64)
+        if not self.numeric:
+            return np.zeros((n, 0))
+        flat = chain.from_iterable(map(self.getter, dicts))
+        return np.fromiter(flat, float, n * len(self.numeric)).reshape(n, -1)
+
+    def encode_cats(self, dicts: list[dict]) -> np.ndarray:
+        """The categorical parameters' choice indices of points (n x categorical)."""
+        cats = np.zeros((len(dicts), len(self.cats)), np.int64)
         for j, p in enumerate(self.cats):
             column = list(map(itemgetter(p.name), dicts))
             cats[:, j] = list(map(self.index[j].get, zip(map(type, column), column), repeat(0)))
-        return units, cats
+        return cats
 
     def rules(self, space) -> tuple[np.ndarray, np.ndarray] | None:
         """The strategy's constraints over this space's numeric values, as
@@ -142,13 +148,6 @@ class Encoder:
             else:
                 return None
         return np.array(rows, np.int64).reshape(-1, 4), np.array(consts, float)
-
-    def codes(self, units: np.ndarray, cats: np.ndarray) -> np.ndarray | None:
-        """Each point's integer on a grid (see ``radix``), or None off one."""
-        if self.radix is None:
-            return None
-        cells = np.floor(units * self.cells).astype(np.int64)   # units: (k + 0.5) / K
-        return np.concatenate([cells, cats], 1) @ self.radix
 
     def onehot(self, cats: np.ndarray) -> np.ndarray:
         out = np.zeros((cats.shape[0], int(self.offsets[-1])))

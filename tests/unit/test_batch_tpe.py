@@ -9,6 +9,7 @@ from app.optimize.batch_tpe import ask_batch, n_startup
 from app.optimize.rounds import TPE_DRAWS, PastTrial, ask_round
 from app.optimize.space import build_space
 from app.strategies import get_strategy
+from app.strategies.registry import builtin_strategies
 from app.strategies.base import CategoricalParam, FloatParam, IntParam, Strategy
 
 SMA = get_strategy("SMA_CROSS")
@@ -207,6 +208,7 @@ def test_a_warmed_worker_asks_its_first_round_without_compiling():
 from numba.core.registry import CPUDispatcher
 from app.optimize import _tpe_kernel
 from app.strategies import get_strategy
+from app.strategies.registry import builtin_strategies
 from workers.warmup import warm_sampler
 warm_sampler(get_strategy("SMA_CROSS"))
 def compiled():
@@ -221,3 +223,31 @@ print(before == compiled(), before, compiled())
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("True"), done.stdout
+
+
+@pytest.mark.parametrize("name", [s.name for s in builtin_strategies()])
+def test_the_compiled_grid_pool_keeps_what_the_numpy_route_keeps(name):
+    # Every built-in space is a grid: its pools go through _tpe_kernel.grid_pool. The numpy
+    # route (other spaces', and any with a rule grid_pool cannot read) must agree on the
+    # same draws: the same live candidates, values of the same types, the same densities.
+    from app.optimize.batch_tpe import _Parzen, _Pool, _Seen
+    from app.optimize.tpe_encoding import Encoder
+
+    space = build_space(get_strategy(name))
+    enc = Encoder.of(space)
+    rules = enc.rules(space)
+    assert enc.radix is not None and rules is not None
+    points = space.sample(400, 3)
+    seen = _Seen(enc)
+    seen._read([PastTrial(i, p, float(i % 9), {}) for i, p in enumerate(points)])
+    units, cats = enc.encode(points[:60])
+    good, worse = _Parzen.fit(units, cats, enc.choices, 10)
+    for seed in range(5):
+        a = _Pool(space, enc, good, worse, np.random.default_rng(seed), 500, seen, rules)
+        b = _Pool(space, enc, good, worse, np.random.default_rng(seed), 500, seen, None)
+        assert 0 < len(a.units) <= a.live == b.live
+        assert np.array_equal(a.units, b.units) and np.array_equal(a.cats, b.cats)
+        assert np.array_equal(a.log_l, b.log_l) and np.array_equal(a.log_g, b.log_g)
+        for x, y in zip(a.columns, b.columns):
+            assert [(type(v), v) for v in x.tolist()] == [(type(v), v) for v in y.tolist()]
+        assert not any(enc.key(dict(zip(enc.names, p))) in seen.keys for p in a.points(np.arange(len(a.units))))
