@@ -140,19 +140,21 @@ def pick(log_l, log_g, units, cats, prev_units, prev_cats, n_kernels, want, bloc
 
 
 @njit(cache=True, nogil=True)
-def draw(mus, sigmas, cum, offsets, kernel, z, spare, uniform):
-    """Draws from a mixture: candidate i from kernel ``kernel[i]``, its numeric units from
-    that kernel's normal truncated to [0, 1] (``z[i]``; a draw outside is drawn again from
-    ``spare``, in order, up to three times, then taken from ``uniform[i, :d]``), its
-    choices by ``uniform[i, d:]`` against the kernel's cumulative probabilities ``cum``
-    (categorical j in columns offsets[j]:offsets[j+1])."""
+def draw(mus, sigmas, cum, offsets, uniform, z, spare, fill):
+    """Draws from a mixture: candidate i from kernel floor(uniform[i, 0] * kernels), its
+    numeric units from that kernel's normal truncated to [0, 1] (``z[i]``; a draw outside
+    is drawn again from ``spare``, in order, up to three times, then uniformly from
+    ``fill``, in order; the few past both clipped), its choices by ``uniform[i, 1:]``
+    against the kernel's cumulative probabilities ``cum`` (categorical j in columns
+    offsets[j]:offsets[j+1])."""
     m, d = z.shape
     c = offsets.shape[0] - 1
+    n_kernels = mus.shape[0]
     units = np.empty((m, d))
     cats = np.empty((m, c), np.int64)
-    s = 0
+    s = f = 0
     for i in range(m):
-        k = kernel[i]
+        k = min(int(uniform[i, 0] * n_kernels), n_kernels - 1)
         for j in range(d):
             mu, sd = mus[k, j], sigmas[k, j]
             x = mu + sd * z[i, j]
@@ -161,10 +163,13 @@ def draw(mus, sigmas, cum, offsets, kernel, z, spare, uniform):
                 x = mu + sd * spare[s]
                 s += 1
                 tries += 1
-            units[i, j] = x if 0.0 <= x <= 1.0 else uniform[i, j]
+            if (x < 0.0 or x > 1.0) and f < fill.shape[0]:
+                x = fill[f]
+                f += 1
+            units[i, j] = min(max(x, 0.0), 1.0)
         for j in range(c):
             lo, hi = offsets[j], offsets[j + 1]
-            u, v = uniform[i, d + j], 0
+            u, v = uniform[i, 1 + j], 0
             while v < hi - lo - 1 and u > cum[k, lo + v]:
                 v += 1
             cats[i, j] = v

@@ -120,12 +120,12 @@ class _Parzen:
         A draw outside [0, 1] is drawn again, three times, then uniformly (the few left
         after three tries are from wide kernels, which are nearly uniform there)."""
         d = self.mus.shape[1]
-        kernel = rng.integers(0, self.mus.shape[0], size=m)
+        uniform = rng.random((m, 1 + len(self.choices)))   # the kernel, then the choices
         z = rng.standard_normal((m, d))
         spare = rng.standard_normal(m * d // 4 + 16)
-        uniform = rng.random((m, d + len(self.choices)))
-        return _tpe_kernel.draw(self.mus, self.sigmas, self.cum, self.offsets, kernel, z, spare,
-                                uniform)
+        fill = rng.random(m * d // 16 + 16)
+        return _tpe_kernel.draw(self.mus, self.sigmas, self.cum, self.offsets, uniform, z, spare,
+                                fill)
 
 
 def ask_batch(space, history, n: int, fit_seed: int, draw_seed: int,
