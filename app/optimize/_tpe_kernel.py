@@ -43,13 +43,26 @@ def bandwidths(mus: np.ndarray) -> np.ndarray:
 
 
 @njit(cache=True, nogil=True)
-def _tell(lie, units, cats, pu, pc, inv2s2, cat_match, gone):
+def _tell(lie, units, cats, pu, pc, inv2s2, cat_match, gone, cell, pk, table, mismatch):
     """Add one pick's kernel (exp of its log, at most 1) to ``lie`` at every candidate
-    not ``gone`` (picked or passed over: never ranked again)."""
+    not ``gone`` (picked or passed over: never ranked again). On a grid (``table`` not
+    empty) as a product of looked-up factors: each dimension's exp at the candidate's
+    cell distance to the pick (``cell``, ``pk``), times exp(-cat_match) a choice that
+    differs (``mismatch``); off one, as the exp of the sum."""
     m, d = units.shape
     c = cats.shape[1]
     for i in range(m):
         if gone[i]:
+            continue
+        if table.shape[0]:
+            v = 1.0
+            for j in range(d):
+                v *= table[j, abs(cell[i, j] - pk[j])]
+            miss = 0
+            for j in range(c):
+                if cats[i, j] != pc[j]:
+                    miss += 1
+            lie[i] += max(v * mismatch[miss], 1e-300)
             continue
         d2 = 0.0
         for j in range(d):
@@ -60,6 +73,16 @@ def _tell(lie, units, cats, pu, pc, inv2s2, cat_match, gone):
             if cats[i, j] != pc[j]:
                 lk -= cat_match
         lie[i] += math.exp(max(lk, _EXP_FLOOR))
+
+
+@njit(cache=True, nogil=True)
+def _cells(units, cells):
+    out = np.zeros((units.shape[0], units.shape[1]), np.int64)
+    if cells.shape[0]:
+        for i in range(units.shape[0]):
+            for j in range(units.shape[1]):
+                out[i, j] = min(int(math.floor(units[i, j] * cells[j])), int(cells[j]) - 1)
+    return out
 
 
 @njit(cache=True, nogil=True)
@@ -75,7 +98,7 @@ def _same(units, cats, i, pu, pc):
 
 @njit(cache=True, nogil=True)
 def pick(log_l, log_g, units, cats, prev_units, prev_cats, n_kernels, want, block, sigma,
-         cat_match, peak):
+         cat_match, peak, cells):
     """Up to ``want`` candidates (indices, in pick order) of a pool: ``block`` at a time,
     lowest rank first, rank = log g'(x) - log l(x) with g' the bad mixture of
     ``n_kernels`` kernels plus one kernel (``sigma`` wide, choices matched with
@@ -83,13 +106,27 @@ def pick(log_l, log_g, units, cats, prev_units, prev_cats, n_kernels, want, bloc
     (``prev_*``, from earlier pools) and this pool's, told after each block. Ties go to
     the lower index. A candidate equal to a pick (the same units and choices) is passed
     over; -inf in ``log_l`` (a broken constraint) is never picked. Fewer than ``want``
-    come back when the pool has nothing new left."""
-    m = units.shape[0]
+    come back when the pool has nothing new left. ``cells``: each numeric dimension's
+    cells on a grid (the kernels then read from a table), or empty."""
+    m, d = units.shape
     inv2s2 = -0.5 / (sigma * sigma)
+    # On a grid, exp(inv2s2 * (dk / K)^2) for each cell distance dk of each dimension.
+    size = 0
+    for j in range(cells.shape[0]):
+        size = max(size, int(cells[j]))
+    table = np.zeros((d if cells.shape[0] else 0, size))
+    for j in range(table.shape[0]):
+        for dk in range(int(cells[j])):
+            table[j, dk] = math.exp(inv2s2 * (dk / cells[j]) ** 2)
+    mismatch = np.empty(cats.shape[1] + 1)
+    for q in range(mismatch.shape[0]):
+        mismatch[q] = math.exp(-cat_match * q)
+    cell, prev_cell = _cells(units, cells), _cells(prev_units, cells)
     lie = np.zeros(m)
     gone = np.zeros(m, np.bool_)
     for p in range(prev_units.shape[0]):
-        _tell(lie, units, cats, prev_units[p], prev_cats[p], inv2s2, cat_match, gone)
+        _tell(lie, units, cats, prev_units[p], prev_cats[p], inv2s2, cat_match, gone, cell,
+              prev_cell[p], table, mismatch)
     told = prev_units.shape[0]
     out = np.empty(want, np.int64)
     n_out = 0
@@ -134,7 +171,8 @@ def pick(log_l, log_g, units, cats, prev_units, prev_cats, n_kernels, want, bloc
             break   # nothing new and feasible left in this pool
         if n_out < want:   # (the last block's picks have nothing left to spread)
             for q in range(start, n_out):
-                _tell(lie, units, cats, units[out[q]], cats[out[q]], inv2s2, cat_match, gone)
+                _tell(lie, units, cats, units[out[q]], cats[out[q]], inv2s2, cat_match, gone,
+                      cell, cell[out[q]], table, mismatch)
             told += n_out - start
     return out[:n_out]
 

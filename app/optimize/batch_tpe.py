@@ -177,6 +177,7 @@ def _ask(space, enc: Encoder, seen: _Seen, n: int, fit_seed: int, draw_seed: int
     picks_units, picks_cats = np.zeros((0, len(enc.numeric))), np.zeros((0, len(enc.cats)), np.int64)
     out: list = []
     complete, rules = _completer(space, enc), enc.rules(space)
+    grid = enc.cells if enc.radix is not None and rules is not None else np.zeros(0)
     size = math.ceil(min(max(draws or 0.0, CANDIDATES_PER_SLOT), MAX_POOL_SLOT) * n)
     for _ in range(MAX_POOLS):
         want = n - len(out)
@@ -184,7 +185,7 @@ def _ask(space, enc: Encoder, seen: _Seen, n: int, fit_seed: int, draw_seed: int
         draws = round(CANDIDATES_PER_SLOT * size / max(pool.live, 1), 2)
         chosen = _tpe_kernel.pick(pool.log_l, pool.log_g, pool.units, pool.cats, picks_units,
                                   picks_cats, len(bad) + 1, want, LIAR_BLOCK, LIAR_WIDTH,
-                                  cat_match, peak)
+                                  cat_match, peak, grid)
         out += [(complete(point), {}) for point in pool.points(chosen)]
         if len(out) == n:
             return out, draws
