@@ -25,6 +25,7 @@ request that was checked when it was submitted.
 """
 from __future__ import annotations
 
+import json
 import math
 import re
 import secrets
@@ -92,6 +93,7 @@ def _object(value, info):
 
 # Candle times Trad takes: from 1970 to 2200 (epoch ms).
 _TIME_RANGE = (0, 7_258_118_400_000)
+_SPACES: dict = {}   # TrainingRequest.space's, by strategy, fixed and narrowed parameters
 
 
 def _time(value, info):
@@ -317,10 +319,24 @@ class TrainingRequest(BaseModel):
         return self.model_dump(mode="json")
 
     def space(self):
+        """The job's search space: built once a process for the same strategy, fixed
+        parameters and narrowed bounds (a job's every round asks for it; a SearchSpace is
+        frozen), so its parameters stay the same objects round after round."""
         from app.optimize.space import build_space
         from app.strategies.registry import get_strategy
 
-        return build_space(get_strategy(self.strategy), self.params, self.search_space)
+        strategy = get_strategy(self.strategy)
+        try:
+            key = (id(strategy), json.dumps(self.params, sort_keys=True),
+                   json.dumps(self.search_space, sort_keys=True))
+        except (TypeError, ValueError):   # not JSON: build it each time
+            return build_space(strategy, self.params, self.search_space)
+        hit = _SPACES.get(key)
+        if hit is None or hit[0] is not strategy:
+            if len(_SPACES) >= 64:
+                _SPACES.clear()
+            hit = _SPACES[key] = (strategy, build_space(strategy, self.params, self.search_space))
+        return hit[1]
 
     @property
     def plan(self):

@@ -176,8 +176,7 @@ def _ask(space, enc: Encoder, seen: _Seen, n: int, fit_seed: int, draw_seed: int
             - len(enc.numeric) * (math.log(LIAR_WIDTH) + 0.5 * _LOG_2PI))
     picks_units, picks_cats = np.zeros((0, len(enc.numeric))), np.zeros((0, len(enc.cats)), np.int64)
     out: list = []
-    complete, rules = _completer(space, enc), enc.rules(space)
-    grid = enc.cells if enc.radix is not None and rules is not None else np.zeros(0)
+    complete, rules, grid = _for_space(space, enc)
     size = math.ceil(min(max(draws or 0.0, CANDIDATES_PER_SLOT), MAX_POOL_SLOT) * n)
     for _ in range(MAX_POOLS):
         want = n - len(out)
@@ -201,10 +200,29 @@ def _ask(space, enc: Encoder, seen: _Seen, n: int, fit_seed: int, draw_seed: int
                   _random_fill(space, enc.key, n - len(out), draw_seed + 1, used, seen.keys)], draws
 
 
+_PER_SPACE: dict = {}   # (space, what _for_space made of it) by the space's id
+
+
+def _for_space(space, enc: Encoder) -> tuple:
+    """What a round needs of its space beyond the encoder, made once for the same space
+    object (jobs reuse theirs: TrainingRequest.space): its completer, its constraints as
+    grid_pool reads them (or None), and its cells when the liar can read a grid."""
+    hit = _PER_SPACE.get(id(space))
+    if hit is None or hit[0] is not space:
+        rules = enc.rules(space)
+        grid = enc.cells if enc.radix is not None and rules is not None else np.zeros(0)
+        if len(_PER_SPACE) >= 64:
+            _PER_SPACE.clear()
+        hit = _PER_SPACE[id(space)] = (space, _completer(space, enc), rules, grid)
+    return hit[1:]
+
+
 def _completer(space, enc: Encoder):
     """point (the free values in ``enc.names`` order) -> ``space.complete`` of it, at a
     third of the cost: the strategy's parameters in order, fixed ones from the space."""
     names = [p.name for p in space.strategy.space]
+    if names == enc.names:   # every parameter free, in the strategy's order
+        return lambda point: dict(zip(names, point))
     fixed = tuple(space.fixed.get(name) for name in names)
     at = {name: i for i, name in enumerate(enc.names)}
     where = [at[name] if name in at else len(at) + i for i, name in enumerate(names)]
