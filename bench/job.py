@@ -6,11 +6,14 @@ Prints, never asserts:
      and the median of the next five (the old system: 127 s);
   2. 100,000 SMA_CROSS trials over 100,000 candles with 1 and 2 worker processes:
      trials/s, speed-up, and the share of wall time that is not backtesting;
-  3. a bayesian job of 5,000 trials over 1,000 candles with two worker processes, its
-     rounds asked whole in the callback (sampler_parts 1) and in two parts by the
-     workers (sampler_parts 2): trials/s, the best value found, the speed-up.
+  3. a bayesian job of 5,000 trials over 1,000 candles with two worker processes
+     (SMA_CROSS, rounds of 64: --bayes-strategy, --bayes-batch), its rounds asked whole
+     in the callback (sampler_parts 1) and in two parts by the workers (sampler_parts
+     2): trials/s, the best value found, the sampler's core time against the
+     backtests', the speed-up.
 
     .venv/bin/python bench/job.py [--only 1,2,3] [--trials 100000] [--bayes-trials 5000]
+                                  [--bayes-strategy SMA_CROSS] [--bayes-batch 64]
 """
 from __future__ import annotations
 
@@ -107,6 +110,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1,
                         help="runs of [2] per process count; figures of each run, then medians")
     parser.add_argument("--strategy", default="LIQUIDITY_SWEEP")
+    parser.add_argument("--bayes-batch", type=int, default=64,
+                        help="batch_size of the bayesian jobs of [3] (a request's default: 32)")
     parser.add_argument("--bayes-strategy", default="SMA_CROSS",
                         help="strategy of the bayesian jobs of [3] (SMA_CROSS: the cheapest backtest)")
     parser.add_argument("--parts", default="1,2", type=lambda v: [int(x) for x in v.split(",")],
@@ -184,7 +189,7 @@ def main() -> None:
                     body = {"strategy": args.bayes_strategy, "symbol": "BTC/USDT",
                             "exchange": "binanceus", "timeframe": "5m", "optimizer": "bayesian", "lookback_days": 1000 / 288,
                             "n_iterations": args.bayes_trials, "min_trades": 0, "seed": 5,
-                            "batch_size": 64}
+                            "batch_size": args.bayes_batch}
                     walls = {}
                     for parts in args.parts:
                         job, dt = run_job(web, {**body, "sampler_parts": parts})
@@ -195,7 +200,7 @@ def main() -> None:
                         where = (f"sampler {sampler:.3f} core-s = {100 * sampler / (2 * dt):.1f}% of "
                                  f"2 x wall ({'in the callback' if parts == 1 else 'in the workers'})")
                         print(f"[3] bayesian {args.bayes_strategy} {args.bayes_trials:,} trials x 1,000 "
-                              f"candles, 2 worker "
+                              f"candles, rounds of {args.bayes_batch}, 2 worker "
                               f"processes, sampler_parts {parts}: {dt:.1f} s, "
                               f"{args.bayes_trials / dt:,.0f} trials/s, best sharpe "
                               f"{job['best_value']:.3f}; {where}; backtesting {work:.3f} core-s; ask / backtests "
