@@ -19,7 +19,8 @@ __all__ = ["RoundDraft", "draft_round", "per_trial_seconds", "planned_chunks"]
 class RoundDraft:
     """A round as planned: its chunks, the sampler's state after asking it, and the
     ``round_plan`` to store so the very same chunks can be sent again after a lost worker;
-    ``sampler_s``: what asking took."""
+    ``sampler_s``: what asking took (the space, the sampler's asks or draws; not the
+    chunks' planning)."""
 
     chunks: list[Chunk]
     sampler_state: dict | None
@@ -72,6 +73,7 @@ def draft_round(request: TrainingRequest, n_trials: int, seed: int, sampler_stat
         asked, state = ask_round(space, request.optimizer, seed, round_no,
                                  min(request.rounds_batch, remaining), history, sampler_state or {})
         params, attrs = [a.params for a in asked], [a.system_attrs for a in asked]
+    asked_s = time.perf_counter() - t0
     attrs = attrs if attrs is not None else [{}] * len(params)
     numbers = list(range(first_number, first_number + len(params)))
     size = chunk_size(len(numbers), per_trial_s)
@@ -81,8 +83,7 @@ def draft_round(request: TrainingRequest, n_trials: int, seed: int, sampler_stat
     plan = {"round": round_no, "size": size}
     if request.optimizer in SEQUENTIAL_OPTIMIZERS:
         plan |= {"first": first_number, "params": params, "attrs": attrs}
-    return RoundDraft(_split(numbers, params, attrs, size), state, plan,
-                      time.perf_counter() - t0)
+    return RoundDraft(_split(numbers, params, attrs, size), state, plan, asked_s)
 
 
 def planned_chunks(round_plan: dict | None, current_round: int, request: TrainingRequest,
