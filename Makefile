@@ -69,6 +69,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/job.py
 	$(BIN)/python bench/study_export.py
 	$(BIN)/python bench/sampler.py
+	$(BIN)/python bench/ask_cost.py
 	$(BIN)/python bench/time_to_quality.py
 	$(BIN)/python bench/embedded.py
 	$(BIN)/python bench/verdicts.py
