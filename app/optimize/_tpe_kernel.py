@@ -1,5 +1,7 @@
 """The compiled inner loops of the batched TPE (app.optimize.batch_tpe, whose docstring
-states the rules): the liar's block-by-block picking and the fit's kernel widths.
+states the rules): the fit (``mixture``), the draws (``draw``), g's bad-trial sample
+(``sample_rest``), a grid's history read (``read_grid``, ``merge_top``) and pools
+(``grid_pool``), and the liar's block-by-block picking (``pick``).
 
 Private. Each was a loop of small numpy calls (a round of 64 made ~60 calls to tell the
 liar and ~800 steps through the ranked candidates), whose per-call cost, not arithmetic,

@@ -68,7 +68,6 @@ CANDIDATES_PER_SLOT = 3 # live candidates a round's pool is drawn to hold, a slo
 MAX_POOLS = 3           # pools a round draws before its last slots fall back to random
 MAX_POOL_SLOT = 64      # draws a pool makes, at most, for each slot of the round
 BITMAP_CELLS = 1 << 22  # a grid this small keeps a flag a point (4 MB): taken or not
-OVERDRAW = 2            # draws a pool makes for each candidate it keeps (the first live ones)
 MAX_GOOD = 25           # optuna's default gamma caps the good set here
 MAX_BAD_KERNELS = 128   # g's kernels: a round's scoring cost is linear in them
 LIAR_BLOCK = 8          # slots picked between two updates of the liar
@@ -96,10 +95,9 @@ class _Parzen:
     """A mixture of product kernels, one per observation plus the prior, equal weights."""
 
     @classmethod
-    def fit(cls, units: np.ndarray, cats: np.ndarray, choices: list, split: int) -> list:
+    def fit(cls, units: np.ndarray, cats: np.ndarray, enc: Encoder, split: int) -> list:
         """The mixtures of the first ``split`` points and of the rest."""
-        offsets = np.cumsum([0] + list(choices)).astype(np.int64)
-        return [cls(*_tpe_kernel.mixture(u, c, offsets), choices, offsets)
+        return [cls(*_tpe_kernel.mixture(u, c, enc.offsets), enc.choices, enc.offsets)
                 for u, c in ((units[:split], cats[:split]), (units[split:], cats[split:]))]
 
     def __init__(self, mus, sigmas, coef, shift, cum, choices, offsets):
@@ -158,10 +156,11 @@ def _ask(space, enc: Encoder, seen: _Seen, n: int, fit_seed: int, draw_seed: int
          round_size: int | None, draws: float | None) -> tuple[list, float | None]:
     values = seen.values
     valued = ~np.isnan(values)
-    if int(valued.sum()) < n_startup(round_size or n):
+    n_valued = int(valued.sum())
+    if n_valued < n_startup(round_size or n):
         return _random_fill(space, enc.key, n, draw_seed, set(), seen.keys), draws
 
-    n_good = min(math.ceil(0.1 * int(valued.sum())), MAX_GOOD)
+    n_good = min(math.ceil(0.1 * n_valued), MAX_GOOD)
     if n_good == MAX_GOOD:
         best = seen.top
     else:
@@ -170,7 +169,7 @@ def _ask(space, enc: Encoder, seen: _Seen, n: int, fit_seed: int, draw_seed: int
     uniform = np.random.default_rng([fit_seed, 0]).random(MAX_BAD_KERNELS)
     bad = _tpe_kernel.sample_rest(len(values), best, MAX_BAD_KERNELS, uniform)
     rows = np.concatenate([best, bad])
-    good, worse = _Parzen.fit(seen.units[rows], seen.cats[rows], enc.choices, n_good)
+    good, worse = _Parzen.fit(seen.units[rows], seen.cats[rows], enc, n_good)
 
     rng = np.random.default_rng([draw_seed, 1])
     alpha = 1.0 / (len(bad) + 2.0)   # a pick's categorical kernel, smoothed as g's are

@@ -28,7 +28,7 @@ class Encoder:
         self.numeric = [p.name for p in numeric]
         self.names = self.numeric + [p.name for p in self.cats]
         self.choices = [len(p.choices) for p in self.cats]
-        self.offsets = np.cumsum([0] + self.choices)
+        self.offsets = np.cumsum([0] + self.choices).astype(np.int64)   # a choice's onehot column
         # A grid: ints (log ones excepted) and stepped floats, cell k of K = [k/K, (k+1)/K].
         self.grid = np.array([isinstance(p, IntParam) and not p.log or
                               not isinstance(p, IntParam) and bool(p.step) for p in numeric], bool)

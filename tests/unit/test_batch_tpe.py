@@ -241,7 +241,7 @@ def test_the_compiled_grid_pool_keeps_what_the_numpy_route_keeps(name):
     seen = _Seen(enc)
     seen._read([PastTrial(i, p, float(i % 9), {}) for i, p in enumerate(points)])
     units, cats = enc.encode(points[:60])
-    good, worse = _Parzen.fit(units, cats, enc.choices, 10)
+    good, worse = _Parzen.fit(units, cats, enc, 10)
     for seed in range(5):
         a = _Pool(space, enc, good, worse, np.random.default_rng(seed), 500, seen, rules)
         b = _Pool(space, enc, good, worse, np.random.default_rng(seed), 500, seen, None)
