@@ -1,12 +1,16 @@
 """The compiled inner loops of the batched TPE (app.optimize.batch_tpe, whose docstring
-states the rules): the fit (``mixture``), the draws (``draw``), g's bad-trial sample
-(``sample_rest``), a grid's history read (``read_grid``, ``merge_top``) and pools
-(``grid_pool``), and the liar's block-by-block picking (``pick``).
+states the rules): the fit (``fit``: g's bad-trial sample, ``sample_rest``, and both
+mixtures, ``mixture``), the draws (``draw``), a grid's history read (``read_grid``,
+``merge_top``) and pools (``grid_draws``: ``draw``, ``grid_pool``, ``features``), and the
+liar's block-by-block picking (``pick``).
 
 Private. Each was a loop of small numpy calls (a round of 64 made ~60 calls to tell the
 liar and ~800 steps through the ranked candidates), whose per-call cost, not arithmetic,
-was most of a round's ask. Random numbers are never drawn here: the caller draws them
-with numpy's Generator, so a round stays a pure function of its seeds.
+was most of a round's ask. The pools' random numbers are drawn by the caller with
+numpy's Generator (its ziggurat normals are 4x faster than numba's); g's sample, 128
+uniforms, with numba's generator, seeded in the call. A round stays a pure function of
+its seeds. The log densities stay in numpy (batch_tpe._Mixtures.log_densities): one
+matrix product and numpy's vectorised exp score a pool 2x faster than a compiled loop.
 """
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ import math
 import numpy as np
 from numba import njit
 
-__all__ = ["bandwidths", "pick"]
+__all__ = ["draw", "features", "fit", "grid_draws", "grid_pool", "pick"]
 
 _EXP_FLOOR = -700.0
 
@@ -217,6 +221,22 @@ def draw(mus, sigmas, cum, offsets, uniform, z, spare, fill):
 
 
 @njit(cache=True, nogil=True)
+def fit(units, cats, best, k, seed, offsets):
+    """A round's two mixtures (``mixture``): l of the trials ``best``, g of the others (a
+    uniform sample of ``k`` of them, ``sample_rest``, numba's generator seeded with
+    ``seed``, a uint32). Returns l's centres, widths and cumulated choice probabilities,
+    both mixtures' coefficients stacked (l's kernels first, then g's), l's kernel count,
+    each one's shift, and how many trials g holds."""
+    np.random.seed(seed)
+    uniform = np.random.random(k)
+    bad = sample_rest(units.shape[0], best, k, uniform)
+    l_mus, l_sigmas, l_coef, l_shift, l_cum = mixture(units[best], cats[best], offsets)
+    _, _, g_coef, g_shift, _ = mixture(units[bad], cats[bad], offsets)
+    return (l_mus, l_sigmas, l_cum, np.concatenate((l_coef, g_coef)), l_coef.shape[0],
+            l_shift, g_shift, bad.shape[0])
+
+
+@njit(cache=True, nogil=True)
 def fresh_on_grid(units, cats, cells, radix, past, taken):
     """Each draw's grid point (each numeric unit's cell, floor(u * K), and the choices,
     as one mixed-radix integer), and which of them ``past`` (sorted) does not hold;
@@ -337,7 +357,7 @@ def _holds(op, a, b):
 
 
 @njit(cache=True, nogil=True)
-def grid_pool(units, cats, cells, radix, past, taken, low, step, offsets, rules, consts):
+def grid_pool(units, cats, cells, radix, past, taken, low, step, rules, consts):
     """The live draws of a pool on a grid (every numeric parameter an int or a stepped
     float): those on a point the history does not hold (``fresh_on_grid``'s test) that
     keep every rule, each point once (its first draw). A rule is (op, left, right, kind):
@@ -346,10 +366,8 @@ def grid_pool(units, cats, cells, radix, past, taken, low, step, offsets, rules,
     rounding: rint(x * 1e12) / 1e12), its unit (k + 0.5) / K.
 
     Returns the live draws' indices (in draw order), how many there were before copies
-    were dropped, and their values, unit positions, choice indices and features
-    ([x*x, x, onehot, 1], as _Parzen.log_pdf reads them)."""
+    were dropped, and their values, unit positions and choice indices."""
     m, d = units.shape
-    c = cats.shape[1]
     codes, fresh = fresh_on_grid(units, cats, cells, radix, past, taken)
     values = np.empty((m, d))
     ok = np.zeros(m, np.bool_)
@@ -376,21 +394,41 @@ def grid_pool(units, cats, cells, radix, past, taken, low, step, offsets, rules,
         if r == 0 or codes[live[order[r]]] != codes[live[order[r - 1]]]:
             first[order[r]] = True
     idx = live[first]
-    n = idx.shape[0]
-    width = 2 * d + offsets[c] + 1
-    out_units = np.empty((n, d))
-    features = np.zeros((n, width))
-    for q in range(n):
-        i = idx[q]
+    out_units = np.empty((idx.shape[0], d))
+    for q in range(idx.shape[0]):
         for j in range(d):
-            u = (min(math.floor(units[i, j] * cells[j]), cells[j] - 1.0) + 0.5) / cells[j]
-            out_units[q, j] = u
-            features[q, j] = u * u
-            features[q, d + j] = u
+            k = min(math.floor(units[idx[q], j] * cells[j]), cells[j] - 1.0)
+            out_units[q, j] = (k + 0.5) / cells[j]
+    return idx, n_ok, values[idx], out_units, cats[idx]
+
+
+@njit(cache=True, nogil=True)
+def grid_draws(mus, sigmas, cum, offsets, uniform, z, spare, fill, cells, radix, past, taken,
+               low, step, rules, consts):
+    """A pool on a grid: draws from l (``draw``), its live ones (``grid_pool``) and their
+    features. Returns how many draws were live, and the kept ones' values, unit
+    positions, choices and features."""
+    raw, raw_cats = draw(mus, sigmas, cum, offsets, uniform, z, spare, fill)
+    _, live, values, units, cats = grid_pool(raw, raw_cats, cells, radix, past, taken, low,
+                                             step, rules, consts)
+    return live, values, units, cats, features(units, cats, offsets)
+
+
+@njit(cache=True, nogil=True)
+def features(units, cats, offsets):
+    """[x*x, x, onehot, 1] of each point, as ``mixture``'s coefficients read them."""
+    n, d = units.shape
+    c = cats.shape[1]
+    width = 2 * d + offsets[c] + 1
+    out = np.zeros((n, width))
+    for q in range(n):
+        for j in range(d):
+            out[q, j] = units[q, j] * units[q, j]
+            out[q, d + j] = units[q, j]
         for j in range(c):
-            features[q, 2 * d + offsets[j] + cats[i, j]] = 1.0
-        features[q, width - 1] = 1.0
-    return idx, n_ok, values[idx], out_units, cats[idx], features
+            out[q, 2 * d + offsets[j] + cats[q, j]] = 1.0
+        out[q, width - 1] = 1.0
+    return out
 
 
 @njit(cache=True, nogil=True)

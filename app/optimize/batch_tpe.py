@@ -53,6 +53,7 @@ import math
 import threading
 from collections import OrderedDict
 from contextlib import contextmanager
+from typing import NamedTuple
 from operator import itemgetter
 
 import numpy as np
@@ -91,42 +92,86 @@ def n_startup(round_size: int) -> int:
     return max(10, min(round_size, 50))
 
 
-class _Parzen:
-    """A mixture of product kernels, one per observation plus the prior, equal weights."""
+class _Mixtures(NamedTuple):
+    """A round's fit (``_tpe_kernel.fit``): l's kernels (centres, widths, cumulated choice
+    probabilities), l's and g's log-density coefficients stacked, l's kernel count, their
+    shifts, and g's trial count."""
 
-    @classmethod
-    def fit(cls, units: np.ndarray, cats: np.ndarray, enc: Encoder, split: int) -> list:
-        """The mixtures of the first ``split`` points and of the rest."""
-        return [cls(*_tpe_kernel.mixture(u, c, enc.offsets), enc.choices, enc.offsets)
-                for u, c in ((units[:split], cats[:split]), (units[split:], cats[split:]))]
+    l_mus: np.ndarray
+    l_sigmas: np.ndarray
+    l_cum: np.ndarray
+    coef: np.ndarray
+    l_kernels: int
+    l_shift: float
+    g_shift: float
+    n_bad: int
 
-    def __init__(self, mus, sigmas, coef, shift, cum, choices, offsets):
-        self.mus, self.sigmas, self.coef, self.shift = mus, sigmas, coef, shift
-        self.cum, self.choices, self.offsets = cum, choices, offsets
-
-    @staticmethod
-    def features(units: np.ndarray, onehot: np.ndarray) -> np.ndarray:
-        return np.concatenate([units * units, units, onehot, np.ones((units.shape[0], 1))], 1)
-
-    def log_pdf(self, features: np.ndarray) -> np.ndarray:
-        out = np.empty(features.shape[0])
+    def log_densities(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """log l(x) and log g(x) of points' features ([x*x, x, onehot, 1]), from one
+        matrix product: log(sum_k exp(features . coef[k])) + shift."""
+        out = np.empty((features.shape[0], 2))
         rows = max(16, _BLAS_SINGLE_THREAD // self.coef.size)
         for i in range(0, features.shape[0], rows):
             s = features[i:i + rows] @ self.coef.T
-            out[i:i + rows] = np.exp(np.maximum(s, _EXP_FLOOR, out=s), out=s).sum(1)
-        return np.log(out) + self.shift
+            np.exp(np.maximum(s, _EXP_FLOOR, out=s), out=s)
+            np.matmul(s, self.sums, out=out[i:i + rows])   # each mixture's kernels summed
+        np.log(out, out=out)
+        return out[:, 0] + self.l_shift, out[:, 1] + self.g_shift
 
-    def sample(self, rng: np.random.Generator, m: int) -> tuple[np.ndarray, np.ndarray]:
-        """``m`` draws: a kernel each, then its normal truncated to [0, 1] and its choices.
-        A draw outside [0, 1] is drawn again, three times, then uniformly (the few left
-        after three tries are from wide kernels, which are nearly uniform there)."""
-        d = self.mus.shape[1]
-        uniform = rng.random((m, 1 + len(self.choices)))   # the kernel, then the choices
-        z = rng.standard_normal((m, d))
-        spare = rng.standard_normal(m * d // 4 + 16)
-        fill = rng.random(m * d // 16 + 16)
-        return _tpe_kernel.draw(self.mus, self.sigmas, self.cum, self.offsets, uniform, z, spare,
-                                fill)
+    @property
+    def sums(self) -> np.ndarray:
+        """kernels x 2: 1 in column 0 for l's kernels, in column 1 for g's."""
+        out = np.zeros((self.coef.shape[0], 2))
+        out[:self.l_kernels, 0] = 1.0
+        out[self.l_kernels:, 1] = 1.0
+        return out
+
+    def draws(self, rng: np.random.Generator, m: int, choices: int) -> tuple:
+        """The random numbers ``_tpe_kernel.draw`` reads for ``m`` draws from l: a kernel
+        and each choice's (uniform), the normals, spare normals for redraws past [0, 1],
+        and uniforms for the few still outside after three."""
+        d = self.l_mus.shape[1]
+        uniform = rng.random(m * (1 + choices) + m * d // 16 + 16)
+        normal = rng.standard_normal(m * d + m * d // 4 + 16)
+        return (self.l_mus, self.l_sigmas, self.l_cum, uniform[:m * (1 + choices)].reshape(m, -1),
+                normal[:m * d].reshape(m, d), normal[m * d:], uniform[m * (1 + choices):])
+
+
+def _mix64(z: int) -> int:
+    """splitmix64's finaliser: nearby inputs land far apart."""
+    z = (z * 0x9E3779B97F4A7C15 + 1) & _U64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _U64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _U64
+    return z ^ (z >> 31)
+
+
+_U64 = (1 << 64) - 1
+
+
+def _seed32(seed: int) -> int:
+    """A uint32 seed for numba's generator from any int seed."""
+    return _mix64(seed) & 0xFFFFFFFF
+
+
+_GENERATORS = threading.local()
+
+
+def _generator(seed: int, stream: int) -> np.random.Generator:
+    """numpy's PCG64 generator for (``seed``, ``stream``), its 128-bit state and increment
+    set from hashes of the pair. One generator a thread, its state set again each call:
+    ``default_rng([seed, stream])`` costs 8x as much (its SeedSequence), most of the
+    setup a round paid for its draws."""
+    g = getattr(_GENERATORS, "g", None)
+    if g is None:
+        g = _GENERATORS.g = np.random.Generator(np.random.PCG64(0))
+        _GENERATORS.state = g.bit_generator.state
+    base = _mix64(seed) ^ _mix64(stream + 0x5EED)
+    state = _GENERATORS.state
+    state["state"]["state"] = _mix64(base) << 64 | _mix64(base + 1)
+    state["state"]["inc"] = (_mix64(base + 2) << 64 | _mix64(base + 3)) | 1
+    state["has_uint32"], state["uinteger"] = 0, 0
+    g.bit_generator.state = state
+    return g
 
 
 def ask_batch(space, history, n: int, fit_seed: int, draw_seed: int,
@@ -155,8 +200,7 @@ def ask_batch_in_state(space, history, n: int, fit_seed: int, draw_seed: int,
 def _ask(space, enc: Encoder, seen: _Seen, n: int, fit_seed: int, draw_seed: int,
          round_size: int | None, draws: float | None) -> tuple[list, float | None]:
     values = seen.values
-    valued = ~np.isnan(values)
-    n_valued = int(valued.sum())
+    n_valued = len(values) - seen.failed
     if n_valued < n_startup(round_size or n):
         return _random_fill(space, enc.key, n, draw_seed, set(), seen.keys), draws
 
@@ -164,59 +208,109 @@ def _ask(space, enc: Encoder, seen: _Seen, n: int, fit_seed: int, draw_seed: int
     if n_good == MAX_GOOD:
         best = seen.top
     else:
-        best = _sorted_head(-np.where(valued, values, -np.inf), n_good)[:n_good]
-    # The rest and the failed, in order (a seeded uniform sample of them past MAX_BAD_KERNELS)
-    uniform = np.random.default_rng([fit_seed, 0]).random(MAX_BAD_KERNELS)
-    bad = _tpe_kernel.sample_rest(len(values), best, MAX_BAD_KERNELS, uniform)
-    rows = np.concatenate([best, bad])
-    good, worse = _Parzen.fit(seen.units[rows], seen.cats[rows], enc, n_good)
-
-    rng = np.random.default_rng([draw_seed, 1])
-    alpha = 1.0 / (len(bad) + 2.0)   # a pick's categorical kernel, smoothed as g's are
+        best = _sorted_head(-np.where(np.isnan(values), -np.inf, values), n_good)[:n_good]
+    # l of the best, g of the rest and the failed (a seeded uniform sample past MAX_BAD_KERNELS)
+    fit = _Mixtures(*_tpe_kernel.fit(seen.units, seen.cats, best, MAX_BAD_KERNELS,
+                                     _seed32(fit_seed), enc.offsets))
+    alpha = 1.0 / (fit.n_bad + 2.0)   # a pick's categorical kernel, smoothed as g's are
     cat_match = math.log((1 + alpha) / alpha)
     peak = (sum(math.log((1 + alpha) / (1 + c * alpha)) for c in enc.choices)
             - len(enc.numeric) * (math.log(LIAR_WIDTH) + 0.5 * _LOG_2PI))
-    picks_units, picks_cats = np.zeros((0, len(enc.numeric))), np.zeros((0, len(enc.cats)), np.int64)
+    liar = (LIAR_BLOCK, LIAR_WIDTH, cat_match, peak)
+    ctx = _for_space(space, enc)
+    picks_units, picks_cats = ctx.no_units, ctx.no_cats
     out: list = []
-    complete, rules, grid = _for_space(space, enc)
+    rng = _generator(draw_seed, 1)
     size = math.ceil(min(max(draws or 0.0, CANDIDATES_PER_SLOT), MAX_POOL_SLOT) * n)
     for _ in range(MAX_POOLS):
         want = n - len(out)
-        pool = _Pool(space, enc, good, worse, rng, size, seen, rules)
-        draws = round(CANDIDATES_PER_SLOT * size / max(pool.live, 1), 2)
-        chosen = _tpe_kernel.pick(pool.log_l, pool.log_g, pool.units, pool.cats, picks_units,
-                                  picks_cats, len(bad) + 1, want, LIAR_BLOCK, LIAR_WIDTH,
-                                  cat_match, peak, grid)
-        out += [(complete(point), {}) for point in pool.points(chosen)]
+        random = fit.draws(rng, size, len(enc.cats))
+        if ctx.grid_rules is not None:   # a grid: its draws' checks in one compiled call
+            live, kept, units, cats, features = _tpe_kernel.grid_draws(
+                *random[:3], enc.offsets, *random[3:], enc.cells, enc.radix, seen.codes,
+                seen.taken_cells, enc.low, enc.step, *ctx.grid_rules)
+        else:
+            live, kept, units, cats, features = _numpy_pool(space, enc, seen, random)
+        log_l, log_g = fit.log_densities(features)
+        chosen = _tpe_kernel.pick(log_l, log_g, units, cats, picks_units, picks_cats,
+                                  fit.n_bad + 1, want, *liar, ctx.cells)
+        chosen_values, chosen_units, chosen_cats = kept[chosen], units[chosen], cats[chosen]
+        draws = round(CANDIDATES_PER_SLOT * size / max(live, 1), 2)
+        out += [(ctx.complete(point), {}) for point in ctx.points(chosen_values, chosen_cats)]
         if len(out) == n:
             return out, draws
-        picks_units = np.concatenate([picks_units, pool.units[chosen]])
-        picks_cats = np.concatenate([picks_cats, pool.cats[chosen]])
+        picks_units = np.concatenate([picks_units, chosen_units])
+        picks_cats = np.concatenate([picks_cats, chosen_cats])
         # The next pool is drawn to hold CANDIDATES_PER_SLOT new points a slot left at this
         # one's yield (picks a draw): a model that has converged onto points the history
         # holds draws a larger pool, up to MAX_POOL_SLOT draws a slot of the round.
         size = min(MAX_POOL_SLOT * n, math.ceil(CANDIDATES_PER_SLOT * (n - len(out)) * size
-                                                / max(len(chosen), 1)))
+                                                / max(len(chosen_values), 1)))
     used = set(map(enc.key, (params for params, _ in out)))
     return out + [(params, dict(REPAIRED)) for params, _ in
                   _random_fill(space, enc.key, n - len(out), draw_seed + 1, used, seen.keys)], draws
 
 
+def _numpy_pool(space, enc: Encoder, seen: _Seen, random: tuple) -> tuple:
+    """``grid_draws`` off a grid (or with a rule grid_pool cannot read), in numpy: draws
+    from l (``random``: what ``_Mixtures.draws`` drew), of which the live ones are kept:
+    feasible, not in the history, each point once (its first draw). Returns how many draws
+    were live, and the kept ones' values, unit positions, choices and features."""
+    raw, cats = _tpe_kernel.draw(*random[:3], enc.offsets, *random[3:])
+    m = len(raw)
+    values = enc.to_values(raw)
+    units = enc.to_units(values)
+    columns = {name: values[:, i].astype(np.int64) if enc.is_int[i] else values[:, i]
+               for i, name in enumerate(enc.numeric)}
+    for j, p in enumerate(enc.cats):
+        columns[p.name] = np.array(p.choices, dtype=object)[cats[:, j]]
+    live = space.feasible_mask(columns, m)
+    points = list(zip(*(columns[name].tolist() for name in enc.names)))
+    live &= np.fromiter((p not in seen.keys for p in points), bool, m)
+    live = np.flatnonzero(live)
+    first: dict = {}
+    kept = np.array([i for i in live.tolist() if first.setdefault(points[i], i) == i], np.int64)
+    units, cats = units[kept], cats[kept]
+    return len(live), values[kept], units, cats, _tpe_kernel.features(units, cats, enc.offsets)
+
+
+class _SpaceContext(NamedTuple):
+    """What a round needs of its space beyond the encoder (``_for_space``)."""
+
+    complete: object          # point (free values in Encoder.names order) -> complete params
+    grid_rules: tuple | None  # a grid's constraints as grid_draws reads them, or None
+    cells: np.ndarray         # the grid's cells, when the liar can read it (else empty)
+    is_int: list              # each numeric parameter's: an int or not
+    choices: list             # each categorical's choices, an object array
+    no_units: np.ndarray      # no picks yet
+    no_cats: np.ndarray
+
+    def points(self, values: np.ndarray, cats: np.ndarray) -> list[tuple]:
+        """Points (free values: ints, floats, choices) of values and choice indices."""
+        columns = [values[:, i].astype(np.int64) if is_int else values[:, i]
+                   for i, is_int in enumerate(self.is_int)]
+        columns += [choices[cats[:, j]] for j, choices in enumerate(self.choices)]
+        return list(zip(*(column.tolist() for column in columns)))
+
+
 _PER_SPACE: dict = {}   # (space, what _for_space made of it) by the space's id
 
 
-def _for_space(space, enc: Encoder) -> tuple:
+def _for_space(space, enc: Encoder) -> _SpaceContext:
     """What a round needs of its space beyond the encoder, made once for the same space
-    object (jobs reuse theirs: TrainingRequest.space): its completer, its constraints as
-    grid_pool reads them (or None), and its cells when the liar can read a grid."""
+    object (jobs reuse theirs: TrainingRequest.space)."""
     hit = _PER_SPACE.get(id(space))
     if hit is None or hit[0] is not space:
         rules = enc.rules(space)
-        grid = enc.cells if enc.radix is not None and rules is not None else np.zeros(0)
+        grid = enc.radix is not None and rules is not None
+        ctx = _SpaceContext(_completer(space, enc), rules if grid else None,
+                            enc.cells if grid else np.zeros(0), enc.is_int.tolist(),
+                            [np.array(p.choices, dtype=object) for p in enc.cats],
+                            np.zeros((0, len(enc.numeric))), np.zeros((0, len(enc.cats)), np.int64))
         if len(_PER_SPACE) >= 64:
             _PER_SPACE.clear()
-        hit = _PER_SPACE[id(space)] = (space, _completer(space, enc), rules, grid)
-    return hit[1:]
+        hit = _PER_SPACE[id(space)] = (space, ctx)
+    return hit[1]
 
 
 def _completer(space, enc: Encoder):
@@ -249,9 +343,12 @@ class _Seen:
 
     def __init__(self, enc: Encoder):
         self.enc, self.trials, self._keys, self._keyed = enc, [], set(), 0
-        self.values = np.empty(0)
-        self.units = np.zeros((0, len(enc.numeric)))
-        self.cats = np.zeros((0, len(enc.cats)), np.int64)
+        self.failed = 0   # trials without a value
+        # Grown by doubling (a round adds a few dozen trials to thousands): values, units
+        # and cats are views of their first len(trials) rows.
+        self._values = np.empty(0)
+        self._units = np.zeros((0, len(enc.numeric)))
+        self._cats = np.zeros((0, len(enc.cats)), np.int64)
         self.codes = np.zeros(0, np.int64)   # sorted; on a large grid only (Encoder.codes)
         self.top = np.zeros(0, np.int64)     # the MAX_GOOD best, best first (ties: earlier)
         # And on a grid of at most BITMAP_CELLS points, a flag a point: taken or not.
@@ -287,9 +384,27 @@ class _Seen:
             self._keyed = len(self.trials)
         return self._keys
 
+    @property
+    def values(self) -> np.ndarray:
+        return self._values[:len(self.trials)]
+
+    @property
+    def units(self) -> np.ndarray:
+        return self._units[:len(self.trials)]
+
+    @property
+    def cats(self) -> np.ndarray:
+        return self._cats[:len(self.trials)]
+
     def _read(self, trials: list) -> None:
         if not trials:
             return
+        start, end = len(self.trials), len(self.trials) + len(trials)
+        if end > len(self._values):
+            size = max(end, 2 * len(self._values), 256)
+            self._values = np.resize(self._values, size)
+            self._units = np.resize(self._units, (size, self._units.shape[1]))
+            self._cats = np.resize(self._cats, (size, self._cats.shape[1]))
         params = [t.params for t in trials]
         enc = self.enc
         if enc.radix is not None:   # a grid: units, codes and flags in one compiled pass
@@ -302,13 +417,14 @@ class _Seen:
                 self.codes = np.insert(self.codes, np.searchsorted(self.codes, codes), codes)
         else:
             units, cats = enc.encode(params)
-        self.units = np.concatenate([self.units, units])
-        self.cats = np.concatenate([self.cats, cats])
-        self.values = np.concatenate([self.values, np.array([t.value for t in trials], dtype=float)])
+        self._units[start:end] = units
+        self._cats[start:end] = cats
+        new = self._values[start:end]
+        new[:] = [t.value for t in trials]   # None: NaN
+        self.failed += int(np.isnan(new).sum())
         self.trials.extend(trials)
         # The best of the kept best and the new trials is the best of all.
-        self.top = _tpe_kernel.merge_top(self.top, self.values, len(self.values) - len(trials),
-                                         MAX_GOOD)
+        self.top = _tpe_kernel.merge_top(self.top, self.values, start, MAX_GOOD)
 
 
 def _sorted_head(key: np.ndarray, k: int) -> np.ndarray:
@@ -318,51 +434,6 @@ def _sorted_head(key: np.ndarray, k: int) -> np.ndarray:
         return np.argsort(key, kind="stable")
     head = np.flatnonzero(key <= cut)
     return head[np.argsort(key[head], kind="stable")]
-
-
-class _Pool:
-    """``m`` candidates drawn from l, of which only the live ones are kept: feasible, not
-    in the history, each point once (its first draw). Kept: their unit positions (back
-    on the grid: a point scores the same however drawn), choice indices, parameter
-    values, log l and log g; ``live``: how many were live before copies were dropped."""
-
-    def __init__(self, space, enc: Encoder, good: _Parzen, worse: _Parzen,
-                 rng: np.random.Generator, m: int, seen: _Seen, rules):
-        raw, cats = good.sample(rng, m)
-        if enc.radix is not None and rules is not None:   # a grid: one compiled pass
-            _, self.live, values, self.units, self.cats, features = _tpe_kernel.grid_pool(
-                raw, cats, enc.cells, enc.radix, seen.codes, seen.taken_cells, enc.low,
-                enc.step, good.offsets, *rules)
-        else:
-            values, features = self._convert(space, enc, seen, raw, cats)
-        self.columns = [values[:, i].astype(np.int64) if enc.is_int[i] else values[:, i]
-                        for i in range(len(enc.numeric))]
-        self.columns += [np.array(p.choices, dtype=object)[self.cats[:, j]]
-                         for j, p in enumerate(enc.cats)]
-        self.log_l, self.log_g = good.log_pdf(features), worse.log_pdf(features)
-
-    def _convert(self, space, enc: Encoder, seen: _Seen, raw: np.ndarray, cats: np.ndarray):
-        """Off a grid (or with a rule grid_pool cannot read): the same, in numpy."""
-        m = len(raw)
-        values = enc.to_values(raw)
-        units = enc.to_units(values)
-        columns = {name: values[:, i].astype(np.int64) if enc.is_int[i] else values[:, i]
-                   for i, name in enumerate(enc.numeric)}
-        for j, p in enumerate(enc.cats):
-            columns[p.name] = np.array(p.choices, dtype=object)[cats[:, j]]
-        live = space.feasible_mask(columns, m)
-        points = list(zip(*(columns[name].tolist() for name in enc.names)))
-        live &= np.fromiter((p not in seen.keys for p in points), bool, m)
-        live = np.flatnonzero(live)
-        self.live = len(live)
-        first: dict = {}
-        live = np.array([i for i in live.tolist() if first.setdefault(points[i], i) == i], np.int64)
-        self.units, self.cats = units[live], cats[live]
-        return values[live], _Parzen.features(self.units, enc.onehot(self.cats))
-
-    def points(self, chosen: np.ndarray) -> list[tuple]:
-        """The chosen candidates' free parameter values (ints, floats, choices)."""
-        return list(zip(*(column[chosen].tolist() for column in self.columns)))
 
 
 def _random_fill(space, key, n: int, seed: int, used: set,

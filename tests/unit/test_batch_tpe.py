@@ -227,27 +227,31 @@ print(before == compiled(), before, compiled())
 
 @pytest.mark.parametrize("name", [s.name for s in builtin_strategies()])
 def test_the_compiled_grid_pool_keeps_what_the_numpy_route_keeps(name):
-    # Every built-in space is a grid: its pools go through _tpe_kernel.grid_pool. The numpy
-    # route (other spaces', and any with a rule grid_pool cannot read) must agree on the
-    # same draws: the same live candidates, values of the same types, the same densities.
-    from app.optimize.batch_tpe import _Parzen, _Pool, _Seen
+    # Every built-in space is a grid: its pools go through _tpe_kernel.grid_round in one
+    # call. The numpy route (other spaces', and any with a rule grid_pool cannot read) must
+    # agree on the same draws: as many live, the same picks in the same order, values of
+    # the same types, and none of them a point the history holds.
+    from app.optimize import _tpe_kernel
+    from app.optimize.batch_tpe import _for_space, _Mixtures, _numpy_pool, _Seen
     from app.optimize.tpe_encoding import Encoder
 
     space = build_space(get_strategy(name))
     enc = Encoder.of(space)
-    rules = enc.rules(space)
-    assert enc.radix is not None and rules is not None
+    ctx = _for_space(space, enc)
+    assert enc.radix is not None and ctx.grid_rules is not None
     points = space.sample(400, 3)
     seen = _Seen(enc)
     seen._read([PastTrial(i, p, float(i % 9), {}) for i, p in enumerate(points)])
-    units, cats = enc.encode(points[:60])
-    good, worse = _Parzen.fit(units, cats, enc, 10)
+    fit = _Mixtures(*_tpe_kernel.fit(seen.units[:60], seen.cats[:60], np.arange(10), 128, 7,
+                                     enc.offsets))
     for seed in range(5):
-        a = _Pool(space, enc, good, worse, np.random.default_rng(seed), 500, seen, rules)
-        b = _Pool(space, enc, good, worse, np.random.default_rng(seed), 500, seen, None)
-        assert 0 < len(a.units) <= a.live == b.live
-        assert np.array_equal(a.units, b.units) and np.array_equal(a.cats, b.cats)
-        assert np.array_equal(a.log_l, b.log_l) and np.array_equal(a.log_g, b.log_g)
-        for x, y in zip(a.columns, b.columns):
-            assert [(type(v), v) for v in x.tolist()] == [(type(v), v) for v in y.tolist()]
-        assert not any(enc.key(dict(zip(enc.names, p))) in seen.keys for p in a.points(np.arange(len(a.units))))
+        random = fit.draws(np.random.default_rng(seed), 500, len(enc.cats))
+        a = _tpe_kernel.grid_draws(*random[:3], enc.offsets, *random[3:], enc.cells, enc.radix,
+                                   seen.codes, seen.taken_cells, enc.low, enc.step, *ctx.grid_rules)
+        b = _numpy_pool(space, enc, seen, random)
+        assert 0 < len(a[1]) <= a[0] == b[0]
+        for x, y in zip(a[1:], b[1:]):   # values, units, choices, features
+            assert x.dtype == y.dtype and np.array_equal(x, y)
+        x, y = ctx.points(a[1], a[3]), ctx.points(b[1], b[3])
+        assert [[(type(v), v) for v in p] for p in x] == [[(type(v), v) for v in p] for p in y]
+        assert not any(enc.key(dict(zip(enc.names, p))) in seen.keys for p in x)
