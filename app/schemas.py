@@ -319,23 +319,24 @@ class TrainingRequest(BaseModel):
         return self.model_dump(mode="json")
 
     def space(self):
-        """The job's search space: built once a process for the same strategy, fixed
-        parameters and narrowed bounds (a job's every round asks for it; a SearchSpace is
+        """The job's search space: built once a process for the same strategy (class),
+        fixed parameters and narrowed bounds (a job's every round asks for it; a SearchSpace is
         frozen), so its parameters stay the same objects round after round."""
         from app.optimize.space import build_space
         from app.strategies.registry import get_strategy
 
-        strategy = get_strategy(self.strategy)
+        strategy = get_strategy(self.strategy)   # a new instance each call; stateless
         try:
-            key = (id(strategy), json.dumps(self.params, sort_keys=True),
+            key = (id(type(strategy)), json.dumps(self.params, sort_keys=True),
                    json.dumps(self.search_space, sort_keys=True))
         except (TypeError, ValueError):   # not JSON: build it each time
             return build_space(strategy, self.params, self.search_space)
         hit = _SPACES.get(key)
-        if hit is None or hit[0] is not strategy:
+        if hit is None or hit[0] is not type(strategy):
             if len(_SPACES) >= 64:
                 _SPACES.clear()
-            hit = _SPACES[key] = (strategy, build_space(strategy, self.params, self.search_space))
+            hit = _SPACES[key] = (type(strategy),
+                                  build_space(strategy, self.params, self.search_space))
         return hit[1]
 
     @property

@@ -236,7 +236,7 @@ def _ask(space, enc: Encoder, seen: _Seen, n: int, fit_seed: int, draw_seed: int
                                   fit.n_bad + 1, want, *liar, ctx.cells)
         chosen_values, chosen_units, chosen_cats = kept[chosen], units[chosen], cats[chosen]
         draws = round(CANDIDATES_PER_SLOT * size / max(live, 1), 2)
-        out += [(ctx.complete(point), {}) for point in ctx.points(chosen_values, chosen_cats)]
+        out += [(params, {}) for params in ctx.complete(ctx.points(chosen_values, chosen_cats))]
         if len(out) == n:
             return out, draws
         picks_units = np.concatenate([picks_units, chosen_units])
@@ -277,7 +277,7 @@ def _numpy_pool(space, enc: Encoder, seen: _Seen, random: tuple) -> tuple:
 class _SpaceContext(NamedTuple):
     """What a round needs of its space beyond the encoder (``_for_space``)."""
 
-    complete: object          # point (free values in Encoder.names order) -> complete params
+    complete: object          # points (free values in Encoder.names order) -> complete params
     grid_rules: tuple | None  # a grid's constraints as grid_draws reads them, or None
     cells: np.ndarray         # the grid's cells, when the liar can read it (else empty)
     is_int: list              # each numeric parameter's: an int or not
@@ -314,18 +314,18 @@ def _for_space(space, enc: Encoder) -> _SpaceContext:
 
 
 def _completer(space, enc: Encoder):
-    """point (the free values in ``enc.names`` order) -> ``space.complete`` of it, at a
-    third of the cost: the strategy's parameters in order, fixed ones from the space."""
+    """points (each the free values in ``enc.names`` order) -> ``space.complete`` of each,
+    at a third of the cost: the strategy's parameters in order, fixed ones from the space."""
     names = [p.name for p in space.strategy.space]
     if names == enc.names:   # every parameter free, in the strategy's order
-        return lambda point: dict(zip(names, point))
+        return lambda points: [dict(zip(names, point)) for point in points]
     fixed = tuple(space.fixed.get(name) for name in names)
     at = {name: i for i, name in enumerate(enc.names)}
     where = [at[name] if name in at else len(at) + i for i, name in enumerate(names)]
     if len(names) == 1:
-        return lambda point: {names[0]: (point + fixed)[where[0]]}
+        return lambda points: [{names[0]: (point + fixed)[where[0]]} for point in points]
     pick = itemgetter(*where)
-    return lambda point: dict(zip(names, pick(point + fixed)))
+    return lambda points: [dict(zip(names, pick(point + fixed))) for point in points]
 
 
 class _Seen:

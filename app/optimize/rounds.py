@@ -244,7 +244,7 @@ def ask_round(space: SearchSpace, optimizer: str, seed: int, round_no: int, batc
                                           _round_seed(seed, round_no, part),
                                           round_size or batch_size,
                                           (study_attrs or {}).get(TPE_DRAWS))
-        return ([AskedTrial(params, attrs) for params, attrs in asked],
+        return (list(map(AskedTrial._make, asked)),
                 {TPE_DRAWS: draws} if draws is not None else {})
     return _ask_optuna(space, optimizer, seed, round_no, batch_size, history, study_attrs or {},
                        part, round_size)
