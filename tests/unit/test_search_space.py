@@ -135,3 +135,18 @@ def test_bayesian_keeps_improving_past_the_history_it_shows_tpe():
     asked, _ = ask_round(space, "bayesian", 3, 50, 32, history)
     random_mean = sum(t.value for t in history) / len(history)
     assert sum(value(a.params) for a in asked) / 32 > random_mean + 10
+
+
+def test_a_request_builds_its_space_once_for_the_same_strategy_and_bounds():
+    # A job asks for its space every round; the sampler keeps what it derives from it by
+    # identity, so the same request (or an equal one) must hand back the same object, and
+    # a request that narrows a bound a different one.
+    from app.schemas import TrainingRequest
+
+    body = {"strategy": "SMA_CROSS", "symbol": "BTC/USDT", "exchange": "binanceus",
+            "timeframe": "5m", "optimizer": "bayesian", "n_iterations": 50}
+    first = TrainingRequest.model_validate(body)
+    assert first.space() is first.space() is TrainingRequest.model_validate(body).space()
+    narrowed = TrainingRequest.model_validate(body | {"search_space": {"fast": {"high": 20}}})
+    assert narrowed.space() is not first.space()
+    assert max(p["fast"] for p in narrowed.space().sample(50, 0)) <= 20
