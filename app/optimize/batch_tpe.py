@@ -79,12 +79,6 @@ LIAR_WIDTH = 0.04
 REPAIRED = {"trad:repaired": True}
 FILL_GRID_MAX = 20_000  # a space this small is listed to find its last new points
 _LOG_2PI = math.log(2 * math.pi)
-# OpenBLAS runs a product above ~2.6e5 multiply-adds on all its threads, which on a busy
-# worker wait for each other (22 ms instead of 1.3); smaller blocks stay on this thread.
-_BLAS_SINGLE_THREAD = 200_000
-# Most of a kernel's log density at a far point is below -700: numpy's exp takes a slow
-# path for results that underflow (8x slower here), and e^-700 already adds nothing.
-_EXP_FLOOR = -700.0
 
 
 def n_startup(round_size: int) -> int:
@@ -94,47 +88,31 @@ def n_startup(round_size: int) -> int:
 
 class _Mixtures(NamedTuple):
     """A round's fit (``_tpe_kernel.fit``): l's kernels (centres, widths, cumulated choice
-    probabilities), l's and g's log-density coefficients stacked, l's kernel count, their
-    shifts, and g's trial count."""
+    probabilities), l's and g's log-density coefficients (stacked, transposed), l's kernel
+    count, their shifts, and g's trial count."""
 
     l_mus: np.ndarray
     l_sigmas: np.ndarray
     l_cum: np.ndarray
-    coef: np.ndarray
+    coef_t: np.ndarray
     l_kernels: int
     l_shift: float
     g_shift: float
     n_bad: int
 
-    def log_densities(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """log l(x) and log g(x) of points' features ([x*x, x, onehot, 1]), from one
-        matrix product: log(sum_k exp(features . coef[k])) + shift."""
-        out = np.empty((features.shape[0], 2))
-        rows = max(16, _BLAS_SINGLE_THREAD // self.coef.size)
-        for i in range(0, features.shape[0], rows):
-            s = features[i:i + rows] @ self.coef.T
-            np.exp(np.maximum(s, _EXP_FLOOR, out=s), out=s)
-            np.matmul(s, self.sums, out=out[i:i + rows])   # each mixture's kernels summed
-        np.log(out, out=out)
-        return out[:, 0] + self.l_shift, out[:, 1] + self.g_shift
-
-    @property
-    def sums(self) -> np.ndarray:
-        """kernels x 2: 1 in column 0 for l's kernels, in column 1 for g's."""
-        out = np.zeros((self.coef.shape[0], 2))
-        out[:self.l_kernels, 0] = 1.0
-        out[self.l_kernels:, 1] = 1.0
-        return out
-
     def draws(self, rng: np.random.Generator, m: int, choices: int) -> tuple:
-        """The random numbers ``_tpe_kernel.draw`` reads for ``m`` draws from l: a kernel
-        and each choice's (uniform), the normals, spare normals for redraws past [0, 1],
-        and uniforms for the few still outside after three."""
+        """l's kernels and the random numbers ``_tpe_kernel.draw`` reads for ``m`` draws
+        from l: a kernel and each choice's (uniform), the normals, spare normals for
+        redraws past [0, 1], and uniforms for the few still outside after three."""
         d = self.l_mus.shape[1]
         uniform = rng.random(m * (1 + choices) + m * d // 16 + 16)
         normal = rng.standard_normal(m * d + m * d // 4 + 16)
         return (self.l_mus, self.l_sigmas, self.l_cum, uniform[:m * (1 + choices)].reshape(m, -1),
                 normal[:m * d].reshape(m, d), normal[m * d:], uniform[m * (1 + choices):])
+
+    def scoring(self) -> tuple:
+        """What ``_tpe_kernel.score_and_pick`` reads of the fit."""
+        return self.coef_t, self.l_kernels, self.l_shift, self.g_shift
 
 
 def _mix64(z: int) -> int:
@@ -225,16 +203,17 @@ def _ask(space, enc: Encoder, seen: _Seen, n: int, fit_seed: int, draw_seed: int
     for _ in range(MAX_POOLS):
         want = n - len(out)
         random = fit.draws(rng, size, len(enc.cats))
-        if ctx.grid_rules is not None:   # a grid: its draws' checks in one compiled call
-            live, kept, units, cats, features = _tpe_kernel.grid_draws(
+        if ctx.grid_rules is not None:   # a grid: the whole pool in one compiled call
+            live, chosen_values, chosen_units, chosen_cats = _tpe_kernel.grid_round(
                 *random[:3], enc.offsets, *random[3:], enc.cells, enc.radix, seen.codes,
-                seen.taken_cells, enc.low, enc.step, *ctx.grid_rules)
+                seen.taken_cells, enc.low, enc.step, *ctx.grid_rules, *fit.scoring(),
+                picks_units, picks_cats, want, fit.n_bad + 1, *liar)
         else:
-            live, kept, units, cats, features = _numpy_pool(space, enc, seen, random)
-        log_l, log_g = fit.log_densities(features)
-        chosen = _tpe_kernel.pick(log_l, log_g, units, cats, picks_units, picks_cats,
-                                  fit.n_bad + 1, want, *liar, ctx.cells)
-        chosen_values, chosen_units, chosen_cats = kept[chosen], units[chosen], cats[chosen]
+            live, kept, units, cats = _numpy_pool(space, enc, seen, random)
+            chosen = _tpe_kernel.score_and_pick(units, cats, *fit.scoring(), enc.offsets,
+                                                picks_units, picks_cats, want, fit.n_bad + 1,
+                                                *liar, ctx.cells)
+            chosen_values, chosen_units, chosen_cats = kept[chosen], units[chosen], cats[chosen]
         draws = round(CANDIDATES_PER_SLOT * size / max(live, 1), 2)
         out += [(params, {}) for params in ctx.complete(ctx.points(chosen_values, chosen_cats))]
         if len(out) == n:
@@ -252,10 +231,10 @@ def _ask(space, enc: Encoder, seen: _Seen, n: int, fit_seed: int, draw_seed: int
 
 
 def _numpy_pool(space, enc: Encoder, seen: _Seen, random: tuple) -> tuple:
-    """``grid_draws`` off a grid (or with a rule grid_pool cannot read), in numpy: draws
+    """A pool's draws off a grid (or with a rule grid_pool cannot read), in numpy: draws
     from l (``random``: what ``_Mixtures.draws`` drew), of which the live ones are kept:
     feasible, not in the history, each point once (its first draw). Returns how many draws
-    were live, and the kept ones' values, unit positions, choices and features."""
+    were live, and the kept ones' values, unit positions and choices."""
     raw, cats = _tpe_kernel.draw(*random[:3], enc.offsets, *random[3:])
     m = len(raw)
     values = enc.to_values(raw)
@@ -270,15 +249,14 @@ def _numpy_pool(space, enc: Encoder, seen: _Seen, random: tuple) -> tuple:
     live = np.flatnonzero(live)
     first: dict = {}
     kept = np.array([i for i in live.tolist() if first.setdefault(points[i], i) == i], np.int64)
-    units, cats = units[kept], cats[kept]
-    return len(live), values[kept], units, cats, _tpe_kernel.features(units, cats, enc.offsets)
+    return len(live), values[kept], units[kept], cats[kept]
 
 
 class _SpaceContext(NamedTuple):
     """What a round needs of its space beyond the encoder (``_for_space``)."""
 
     complete: object          # points (free values in Encoder.names order) -> complete params
-    grid_rules: tuple | None  # a grid's constraints as grid_draws reads them, or None
+    grid_rules: tuple | None  # a grid's constraints as grid_round reads them, or None
     cells: np.ndarray         # the grid's cells, when the liar can read it (else empty)
     is_int: list              # each numeric parameter's: an int or not
     choices: list             # each categorical's choices, an object array
@@ -406,25 +384,24 @@ class _Seen:
             self._units = np.resize(self._units, (size, self._units.shape[1]))
             self._cats = np.resize(self._cats, (size, self._cats.shape[1]))
         params = [t.params for t in trials]
+        values = np.array([t.value for t in trials], dtype=float)   # None: NaN
         enc = self.enc
-        if enc.radix is not None:   # a grid: units, codes and flags in one compiled pass
-            values = enc.numeric_values(params)
-            cats = enc.encode_cats(params)
-            units, codes = _tpe_kernel.read_grid(values, cats, enc.low, enc.step, enc.cells,
-                                                 enc.radix, self.taken_cells)
+        if enc.radix is not None:   # a grid: stored, flagged and ranked in one compiled pass
+            codes, self.top, failed = _tpe_kernel.read_grid(
+                enc.numeric_values(params), enc.encode_cats(params), values, enc.low, enc.step,
+                enc.cells, enc.radix, self.taken_cells, self._units, self._cats, self._values,
+                start, self.top, MAX_GOOD)
             if not len(self.taken_cells):
                 codes.sort()
                 self.codes = np.insert(self.codes, np.searchsorted(self.codes, codes), codes)
         else:
-            units, cats = enc.encode(params)
-        self._units[start:end] = units
-        self._cats[start:end] = cats
-        new = self._values[start:end]
-        new[:] = [t.value for t in trials]   # None: NaN
-        self.failed += int(np.isnan(new).sum())
+            self._units[start:end], self._cats[start:end] = enc.encode(params)
+            self._values[start:end] = values
+            failed = int(np.isnan(values).sum())
+            # The best of the kept best and the new trials is the best of all.
+            self.top = _tpe_kernel.merge_top(self.top, self._values[:end], start, MAX_GOOD)
+        self.failed += failed
         self.trials.extend(trials)
-        # The best of the kept best and the new trials is the best of all.
-        self.top = _tpe_kernel.merge_top(self.top, self.values, start, MAX_GOOD)
 
 
 def _sorted_head(key: np.ndarray, k: int) -> np.ndarray:

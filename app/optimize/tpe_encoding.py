@@ -5,7 +5,7 @@ column of choice indices; and back to parameter values. Pure numpy."""
 from __future__ import annotations
 
 import math
-from itertools import chain, repeat
+from itertools import chain
 from operator import itemgetter
 
 import numpy as np
@@ -114,11 +114,12 @@ class Encoder:
 
     def encode_cats(self, dicts: list[dict]) -> np.ndarray:
         """The categorical parameters' choice indices of points (n x categorical)."""
-        cats = np.zeros((len(dicts), len(self.cats)), np.int64)
-        for j, p in enumerate(self.cats):
-            column = list(map(itemgetter(p.name), dicts))
-            cats[:, j] = list(map(self.index[j].get, zip(map(type, column), column), repeat(0)))
-        return cats
+        if not self.cats:
+            return np.zeros((len(dicts), 0), np.int64)
+        pairs = [(itemgetter(p.name), index) for p, index in zip(self.cats, self.index)]
+        flat = [index.get((type(v), v), 0) for d in dicts for get, index in pairs
+                for v in (get(d),)]
+        return np.array(flat, np.int64).reshape(len(dicts), len(self.cats))
 
     def rules(self, space) -> tuple[np.ndarray, np.ndarray] | None:
         """The strategy's constraints over this space's numeric values, as

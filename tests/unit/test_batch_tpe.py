@@ -244,13 +244,19 @@ def test_the_compiled_grid_pool_keeps_what_the_numpy_route_keeps(name):
     seen._read([PastTrial(i, p, float(i % 9), {}) for i, p in enumerate(points)])
     fit = _Mixtures(*_tpe_kernel.fit(seen.units[:60], seen.cats[:60], np.arange(10), 128, 7,
                                      enc.offsets))
+    liar = (8, 0.04, 2.0, 1.0)   # block, width, choice match, peak
     for seed in range(5):
         random = fit.draws(np.random.default_rng(seed), 500, len(enc.cats))
-        a = _tpe_kernel.grid_draws(*random[:3], enc.offsets, *random[3:], enc.cells, enc.radix,
-                                   seen.codes, seen.taken_cells, enc.low, enc.step, *ctx.grid_rules)
-        b = _numpy_pool(space, enc, seen, random)
+        a = _tpe_kernel.grid_round(*random[:3], enc.offsets, *random[3:], enc.cells, enc.radix,
+                                   seen.codes, seen.taken_cells, enc.low, enc.step,
+                                   *ctx.grid_rules, *fit.scoring(), ctx.no_units, ctx.no_cats,
+                                   40, fit.n_bad + 1, *liar)
+        live, kept, units, cats = _numpy_pool(space, enc, seen, random)
+        chosen = _tpe_kernel.score_and_pick(units, cats, *fit.scoring(), enc.offsets, ctx.no_units,
+                                            ctx.no_cats, 40, fit.n_bad + 1, *liar, ctx.cells)
+        b = (live, kept[chosen], units[chosen], cats[chosen])
         assert 0 < len(a[1]) <= a[0] == b[0]
-        for x, y in zip(a[1:], b[1:]):   # values, units, choices, features
+        for x, y in zip(a[1:], b[1:]):   # the picks' values, units and choices
             assert x.dtype == y.dtype and np.array_equal(x, y)
         x, y = ctx.points(a[1], a[3]), ctx.points(b[1], b[3])
         assert [[(type(v), v) for v in p] for p in x] == [[(type(v), v) for v in p] for p in y]
