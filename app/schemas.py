@@ -323,20 +323,19 @@ class TrainingRequest(BaseModel):
         fixed parameters and narrowed bounds (a job's every round asks for it; a SearchSpace is
         frozen), so its parameters stay the same objects round after round."""
         from app.optimize.space import build_space
-        from app.strategies.registry import get_strategy
+        from app.strategies.registry import strategy_class
 
-        strategy = get_strategy(self.strategy)   # a new instance each call; stateless
+        cls = strategy_class(self.strategy)   # strategies are stateless: one space a class
         try:
-            key = (id(type(strategy)), json.dumps(self.params, sort_keys=True),
-                   json.dumps(self.search_space, sort_keys=True))
+            key = (id(cls), json.dumps(self.params, sort_keys=True) if self.params else "",
+                   json.dumps(self.search_space, sort_keys=True) if self.search_space else "")
         except (TypeError, ValueError):   # not JSON: build it each time
-            return build_space(strategy, self.params, self.search_space)
+            return build_space(cls(), self.params, self.search_space)
         hit = _SPACES.get(key)
-        if hit is None or hit[0] is not type(strategy):
+        if hit is None or hit[0] is not cls:
             if len(_SPACES) >= 64:
                 _SPACES.clear()
-            hit = _SPACES[key] = (type(strategy),
-                                  build_space(strategy, self.params, self.search_space))
+            hit = _SPACES[key] = (cls, build_space(cls(), self.params, self.search_space))
         return hit[1]
 
     @property

@@ -1,16 +1,16 @@
 """The compiled inner loops of the batched TPE (app.optimize.batch_tpe, whose docstring
 states the rules): the fit (``fit``: g's bad-trial sample, ``sample_rest``, and both
-mixtures, ``mixture``), the draws (``draw``), a grid's history read (``read_grid``,
-``merge_top``) and pools (``grid_draws``: ``draw``, ``grid_pool``, ``features``), and the
-liar's block-by-block picking (``pick``).
+mixtures, ``mixture``), a grid's history read (``read_grid``, ``merge_top``), and a pool:
+the draws (``draw``), a grid's checks (``grid_pool``), the log densities
+(``log_density``) and the liar's block-by-block picking (``pick``), on a grid all in one
+call (``grid_round``).
 
-Private. Each was a loop of small numpy calls (a round of 64 made ~60 calls to tell the
-liar and ~800 steps through the ranked candidates), whose per-call cost, not arithmetic,
-was most of a round's ask. The pools' random numbers are drawn by the caller with
-numpy's Generator (its ziggurat normals are 4x faster than numba's); g's sample, 128
-uniforms, with numba's generator, seeded in the call. A round stays a pure function of
-its seeds. The log densities stay in numpy (batch_tpe._Mixtures.log_densities): one
-matrix product and numpy's vectorised exp score a pool 2x faster than a compiled loop.
+Private. Each was a loop of small numpy calls, whose per-call cost, not arithmetic, was
+most of a round's ask; in a worker, between rounds of database and broker work, each such
+call costs several times what it costs in a loop. The pools' random numbers are drawn by
+the caller with numpy's Generator (its ziggurat normals are faster than numba's); g's
+sample, 128 uniforms, with numba's generator, seeded in the call. A round stays a pure
+function of its seeds.
 """
 from __future__ import annotations
 

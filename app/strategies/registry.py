@@ -9,7 +9,7 @@ from importlib.metadata import entry_points
 from app.errors import InputError, did_you_mean
 from app.strategies.base import Strategy
 
-__all__ = ["get_strategy", "strategy_names", "all_strategies", "builtin_strategies", "ENTRY_POINT_GROUP"]
+__all__ = ["get_strategy", "strategy_class", "strategy_names", "all_strategies", "builtin_strategies", "ENTRY_POINT_GROUP"]
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,11 @@ def get_strategy(name: str) -> Strategy:
     >>> get_strategy("sma_cross").name
     'SMA_CROSS'
     """
+    return strategy_class(name)()
+
+
+def strategy_class(name: str) -> type[Strategy]:
+    """The class of the strategy called ``name`` (case-insensitive), loaded once."""
     key = str(name).upper()
     cls = _loaded.get(key)
     if cls is None:
@@ -76,7 +81,7 @@ def get_strategy(name: str) -> Strategy:
         if not (isinstance(cls, type) and issubclass(cls, Strategy)):
             raise InputError(f"{catalogue[key]} is not a trad Strategy", field="strategy")
         _loaded[key] = cls
-    return cls()
+    return cls
 
 
 def builtin_strategies() -> list[Strategy]:

@@ -261,3 +261,33 @@ def test_the_compiled_grid_pool_keeps_what_the_numpy_route_keeps(name):
         x, y = ctx.points(a[1], a[3]), ctx.points(b[1], b[3])
         assert [[(type(v), v) for v in p] for p in x] == [[(type(v), v) for v in p] for p in y]
         assert not any(enc.key(dict(zip(enc.names, p))) in seen.keys for p in x)
+
+
+def test_the_compiled_mixture_density_integrates_to_one_and_matches_a_direct_sum():
+    # l and g are mixtures of normals truncated to [0, 1] with categorical factors: each
+    # must be a density (over a fine grid of [0, 1]^2 and the choices, it sums to 1) and
+    # log_density must be log(sum_k exp(features . coef[k])) + shift, read directly.
+    from scipy.special import logsumexp
+
+    from app.optimize import _tpe_kernel
+
+    rng = np.random.default_rng(4)
+    offsets = np.array([0, 3], np.int64)   # one categorical of 3 choices
+    for n in (1, 7, 40):
+        units, cats = rng.random((n, 2)) ** 2, rng.integers(0, 3, (n, 1))
+        _, _, coef, shift, _ = _tpe_kernel.mixture(units, cats, offsets)
+        coef_t = np.ascontiguousarray(coef.T)
+        side = (np.arange(400) + 0.5) / 400
+        x = np.stack(np.meshgrid(side, side, indexing="ij"), -1).reshape(-1, 2)
+        total = 0.0
+        for choice in range(3):
+            c = np.full((len(x), 1), choice, np.int64)
+            log_p = _tpe_kernel.log_density(x, c, coef_t, 0, len(coef), shift, offsets,
+                                            np.empty(len(coef)))
+            total += np.exp(log_p).sum() / len(x)
+            onehot = np.zeros((len(x), 3))
+            onehot[:, choice] = 1.0
+            features = np.concatenate([x * x, x, onehot, np.ones((len(x), 1))], 1)
+            direct = logsumexp(features @ coef.T, axis=1) + shift
+            assert np.allclose(log_p, direct, rtol=0, atol=1e-9)
+        assert abs(total - 1.0) < 2e-3, (n, total)
