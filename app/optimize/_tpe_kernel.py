@@ -316,27 +316,30 @@ def mixture(units, cats, offsets):
 def sample_rest(n, best, k, uniform):
     """The indices in [0, n) not in ``best``, in order, or, when there are more than
     ``k``, a uniform sample of ``k`` of them (Floyd's algorithm, ``uniform`` holding its
-    k draws), in order."""
+    k draws), in order. O(k log k) past the sample's draws: a round's cost stays the same
+    at 500 trials or 50,000."""
     rest = n - best.shape[0]
-    taken = np.zeros(rest, np.bool_)
     if rest <= k:
-        taken[:] = True
+        positions = np.arange(rest)
     else:
+        taken = np.zeros(rest, np.bool_)   # untouched but for the k picks
+        positions = np.empty(k, np.int64)
         for step, j in enumerate(range(rest - k, rest)):
             t = min(int(uniform[step] * (j + 1)), j)
-            taken[j if taken[t] else t] = True
+            pick = j if taken[t] else t
+            taken[pick] = True
+            positions[step] = pick
+        positions.sort()
+    # The pos-th index of [0, n) that is not in ``best``: pos plus the best below it.
     skip = np.sort(best)
-    out = np.empty(min(rest, k), np.int64)
-    q, s, idx = 0, 0, 0
-    for pos in range(rest):   # the pos-th index of [0, n) that is not in ``best``
+    out = np.empty(positions.shape[0], np.int64)
+    s = 0
+    for q in range(positions.shape[0]):
+        idx = positions[q] + s
         while s < skip.shape[0] and skip[s] <= idx:
-            if skip[s] == idx:
-                idx += 1
             s += 1
-        if taken[pos]:
-            out[q] = idx
-            q += 1
-        idx += 1
+            idx = positions[q] + s
+        out[q] = idx
     return out
 
 
@@ -389,11 +392,24 @@ def grid_pool(units, cats, cells, radix, past, taken, low, step, rules, consts):
             ok[i] = True
             n_ok += 1
     live = np.flatnonzero(ok)
-    order = np.argsort(codes[live], kind="mergesort")   # stable: a point's first draw first
-    first = np.zeros(live.shape[0], np.bool_)
-    for r in range(order.shape[0]):
-        if r == 0 or codes[live[order[r]]] != codes[live[order[r - 1]]]:
-            first[order[r]] = True
+    if taken.shape[0]:
+        # Copies found with the flags: each kept point's flag is set while the pool is read
+        # (a later draw of it is then a copy), then cleared (none was the history's).
+        first = np.zeros(live.shape[0], np.bool_)
+        for r in range(live.shape[0]):
+            code = codes[live[r]]
+            if not taken[code]:
+                taken[code] = True
+                first[r] = True
+        for r in range(live.shape[0]):
+            if first[r]:
+                taken[codes[live[r]]] = False
+    else:
+        order = np.argsort(codes[live], kind="mergesort")   # stable: a point's first draw first
+        first = np.zeros(live.shape[0], np.bool_)
+        for r in range(order.shape[0]):
+            if r == 0 or codes[live[order[r]]] != codes[live[order[r - 1]]]:
+                first[order[r]] = True
     idx = live[first]
     out_units = np.empty((idx.shape[0], d))
     for q in range(idx.shape[0]):
@@ -477,30 +493,33 @@ def grid_round(mus, sigmas, cum, offsets, uniform, z, spare, fill, cells, radix,
 
 
 @njit(cache=True, nogil=True)
-def read_grid(numeric, cats, values, low, step, cells, radix, taken, units_out, cats_out,
-              values_out, start, top, k):
-    """New trials on a grid (their numeric parameters' values, choice indices and
-    objective values, NaN: failed), stored from row ``start`` of the history's buffers:
-    their unit positions (Encoder.to_units' arithmetic: the nearest cell k of K,
-    (k + 0.5) / K), choices and values. Each one's point as an integer (Encoder.codes),
-    its flag set in ``taken`` when that is not empty. Returns the codes, the ``k`` best of
-    the history (``merge_top`` of ``top``, the best before) and how many new trials failed."""
-    n, d = numeric.shape
+def read_grid(table, low, step, cells, radix, taken, units_out, cats_out, values_out, start,
+              top, k):
+    """New trials on a grid (``Encoder.table``: a row each, the numeric parameters' values,
+    the choice indices, the value, NaN: failed), stored from row ``start`` of the
+    history's buffers: their unit positions (Encoder.to_units' arithmetic: the nearest
+    cell k of K, (k + 0.5) / K), choices and values. Each one's point as an integer
+    (Encoder.codes), its flag set in ``taken`` when that is not empty. Returns the codes,
+    the ``k`` best of the history (``merge_top`` of ``top``, the best before) and how
+    many new trials failed."""
+    n = table.shape[0]
+    d, c = units_out.shape[1], cats_out.shape[1]
     codes = np.zeros(n, np.int64)
     failed = 0
     for i in range(n):
         row = start + i
         for j in range(d):
-            cell = min(max(np.rint((numeric[i, j] - low[j]) / step[j]), 0.0), cells[j] - 1.0)
+            cell = min(max(np.rint((table[i, j] - low[j]) / step[j]), 0.0), cells[j] - 1.0)
             units_out[row, j] = (cell + 0.5) / max(cells[j], 1.0)
             codes[i] += int(cell) * radix[j]
-        for j in range(cats.shape[1]):
-            cats_out[row, j] = cats[i, j]
-            codes[i] += cats[i, j] * radix[d + j]
+        for j in range(c):
+            choice = int(table[i, d + j])
+            cats_out[row, j] = choice
+            codes[i] += choice * radix[d + j]
         if taken.shape[0]:
             taken[codes[i]] = True
-        values_out[row] = values[i]
-        if np.isnan(values[i]):
+        values_out[row] = table[i, d + c]
+        if np.isnan(table[i, d + c]):
             failed += 1
     return codes, merge_top(top, values_out[:start + n], start, k), failed
 
@@ -508,12 +527,26 @@ def read_grid(numeric, cats, values, low, step, cells, radix, taken, units_out, 
 @njit(cache=True, nogil=True)
 def merge_top(top, values, start, k):
     """The ``k`` best of the trials ``top`` (the best so far, best first) and ``start``
-    onwards: highest value first, NaN (failed) last, ties to the earlier trial."""
-    rows = np.concatenate((top, np.arange(start, values.shape[0])))
-    key = np.empty(rows.shape[0])
-    for r in range(rows.shape[0]):
-        v = values[rows[r]]
-        key[r] = np.inf if np.isnan(v) else -v
-    # Stable: ties keep their order in ``rows``, which is trial order for them (``top`` is
-    # sorted so, and every trial in it comes before ``start``).
-    return rows[np.argsort(key, kind="mergesort")[:k]]
+    onwards: highest value first, NaN (failed) last, ties to the earlier trial. Each new
+    trial is inserted into the kept best (every trial in ``top`` comes before ``start``,
+    so a new one goes after the kept ones it ties with)."""
+    out = np.empty(k, np.int64)
+    key = np.empty(k)
+    n = 0
+    for r in range(top.shape[0]):
+        if n < k:
+            v = values[top[r]]
+            out[n], key[n] = top[r], np.inf if np.isnan(v) else -v
+            n += 1
+    for i in range(start, values.shape[0]):
+        v = values[i]
+        kv = np.inf if np.isnan(v) else -v
+        if n == k and kv >= key[n - 1]:
+            continue
+        at = n if n < k else n - 1   # the slot it enters at, moved up past worse ones
+        while at > 0 and key[at - 1] > kv:
+            out[at], key[at] = out[at - 1], key[at - 1]
+            at -= 1
+        out[at], key[at] = i, kv
+        n = min(n + 1, k)
+    return out[:n]

@@ -49,6 +49,7 @@ The rules:
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import threading
 from collections import OrderedDict
@@ -115,38 +116,28 @@ class _Mixtures(NamedTuple):
         return self.coef_t, self.l_kernels, self.l_shift, self.g_shift
 
 
-def _mix64(z: int) -> int:
-    """splitmix64's finaliser: nearby inputs land far apart."""
-    z = (z * 0x9E3779B97F4A7C15 + 1) & _U64
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _U64
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _U64
-    return z ^ (z >> 31)
-
-
-_U64 = (1 << 64) - 1
-
-
 def _seed32(seed: int) -> int:
-    """A uint32 seed for numba's generator from any int seed."""
-    return _mix64(seed) & 0xFFFFFFFF
+    """A uint32 seed for numba's generator from any int seed (a hash: nearby seeds land far
+    apart)."""
+    return int.from_bytes(hashlib.blake2b(b"%d" % seed, digest_size=4).digest(), "little")
 
 
 _GENERATORS = threading.local()
 
 
 def _generator(seed: int, stream: int) -> np.random.Generator:
-    """numpy's PCG64 generator for (``seed``, ``stream``), its 128-bit state and increment
-    set from hashes of the pair. One generator a thread, its state set again each call:
-    ``default_rng([seed, stream])`` costs 8x as much (its SeedSequence), most of the
-    setup a round paid for its draws."""
+    """numpy's PCG64 generator for (``seed``, ``stream``): its 128-bit state and increment
+    are a hash of the pair. One generator a thread, its state set again each call:
+    ``default_rng([seed, stream])`` costs 4x as much (its SeedSequence), most of the setup
+    a round paid for its draws."""
     g = getattr(_GENERATORS, "g", None)
     if g is None:
         g = _GENERATORS.g = np.random.Generator(np.random.PCG64(0))
         _GENERATORS.state = g.bit_generator.state
-    base = _mix64(seed) ^ _mix64(stream + 0x5EED)
+    h = hashlib.blake2b(b"%d:%d" % (seed, stream), digest_size=32).digest()
     state = _GENERATORS.state
-    state["state"]["state"] = _mix64(base) << 64 | _mix64(base + 1)
-    state["state"]["inc"] = (_mix64(base + 2) << 64 | _mix64(base + 3)) | 1
+    state["state"]["state"] = int.from_bytes(h[:16], "little")
+    state["state"]["inc"] = int.from_bytes(h[16:], "little") | 1
     state["has_uint32"], state["uinteger"] = 0, 0
     g.bit_generator.state = state
     return g
@@ -383,19 +374,17 @@ class _Seen:
             self._values = np.resize(self._values, size)
             self._units = np.resize(self._units, (size, self._units.shape[1]))
             self._cats = np.resize(self._cats, (size, self._cats.shape[1]))
-        params = [t.params for t in trials]
-        values = np.array([t.value for t in trials], dtype=float)   # None: NaN
         enc = self.enc
         if enc.radix is not None:   # a grid: stored, flagged and ranked in one compiled pass
             codes, self.top, failed = _tpe_kernel.read_grid(
-                enc.numeric_values(params), enc.encode_cats(params), values, enc.low, enc.step,
-                enc.cells, enc.radix, self.taken_cells, self._units, self._cats, self._values,
-                start, self.top, MAX_GOOD)
+                enc.table(trials), enc.low, enc.step, enc.cells, enc.radix, self.taken_cells,
+                self._units, self._cats, self._values, start, self.top, MAX_GOOD)
             if not len(self.taken_cells):
                 codes.sort()
                 self.codes = np.insert(self.codes, np.searchsorted(self.codes, codes), codes)
         else:
-            self._units[start:end], self._cats[start:end] = enc.encode(params)
+            values = np.array([t.value for t in trials], dtype=float)   # None: NaN
+            self._units[start:end], self._cats[start:end] = enc.encode([t.params for t in trials])
             self._values[start:end] = values
             failed = int(np.isnan(values).sum())
             # The best of the kept best and the new trials is the best of all.

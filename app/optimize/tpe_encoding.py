@@ -112,6 +112,24 @@ class Encoder:
         flat = chain.from_iterable(map(self.getter, dicts))
         return np.fromiter(flat, float, n * len(self.numeric)).reshape(n, -1)
 
+    def table(self, trials: list) -> np.ndarray:
+        """Trials (objects with ``params`` and ``value``, None: failed) as one float array,
+        a row each: the numeric parameters' values, the choice indices, the value (NaN:
+        failed). One pass and one array: a round reads its new trials so."""
+        get = self.getter or (lambda d: ())
+        if not self.cats:
+            rows = [get(t.params) + (t.value,) for t in trials]
+        elif len(self.cats) == 1:
+            name, index = self.cats[0].name, self.index[0]
+            rows = [get(p) + (index.get((type(v), v), 0), t.value)
+                    for t in trials for p in (t.params,) for v in (p[name],)]
+        else:
+            pairs = [(p.name, index) for p, index in zip(self.cats, self.index)]
+            rows = [get(p) + tuple(index.get((type(p[name]), p[name]), 0) for name, index in pairs)
+                    + (t.value,) for t in trials for p in (t.params,)]
+        out = np.array(rows, dtype=float)   # None: NaN
+        return out.reshape(len(trials), len(self.numeric) + len(self.cats) + 1)
+
     def encode_cats(self, dicts: list[dict]) -> np.ndarray:
         """The categorical parameters' choice indices of points (n x categorical)."""
         if not self.cats:

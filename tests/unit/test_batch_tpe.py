@@ -245,6 +245,7 @@ def test_the_compiled_grid_pool_keeps_what_the_numpy_route_keeps(name):
     fit = _Mixtures(*_tpe_kernel.fit(seen.units[:60], seen.cats[:60], np.arange(10), 128, 7,
                                      enc.offsets))
     liar = (8, 0.04, 2.0, 1.0)   # block, width, choice match, peak
+    flags = seen.taken_cells.copy()   # a grid's pool marks its points while it reads them
     for seed in range(5):
         random = fit.draws(np.random.default_rng(seed), 500, len(enc.cats))
         a = _tpe_kernel.grid_round(*random[:3], enc.offsets, *random[3:], enc.cells, enc.radix,
@@ -255,6 +256,7 @@ def test_the_compiled_grid_pool_keeps_what_the_numpy_route_keeps(name):
         chosen = _tpe_kernel.score_and_pick(units, cats, *fit.scoring(), enc.offsets, ctx.no_units,
                                             ctx.no_cats, 40, fit.n_bad + 1, *liar, ctx.cells)
         b = (live, kept[chosen], units[chosen], cats[chosen])
+        assert np.array_equal(seen.taken_cells, flags)   # ... and leaves the history's as they were
         assert 0 < len(a[1]) <= a[0] == b[0]
         for x, y in zip(a[1:], b[1:]):   # the picks' values, units and choices
             assert x.dtype == y.dtype and np.array_equal(x, y)
@@ -291,3 +293,32 @@ def test_the_compiled_mixture_density_integrates_to_one_and_matches_a_direct_sum
             direct = logsumexp(features @ coef.T, axis=1) + shift
             assert np.allclose(log_p, direct, rtol=0, atol=1e-9)
         assert abs(total - 1.0) < 2e-3, (n, total)
+
+
+@pytest.mark.parametrize("choices", [(), (("a", "b", "c"),), (("a", "b"), (True, False, 1, 0))])
+def test_a_table_of_new_trials_reads_what_the_column_encoders_read(choices):
+    # Encoder.table, the one pass a round reads its new trials with, against the column by
+    # column encoders: the same values, choice indices (True and 1 different choices), and
+    # NaN for a failed trial.
+    from app.optimize.tpe_encoding import Encoder
+
+    class Cats(Strategy):
+        name = "TEST_CATS"
+        space = (IntParam("n", 2, 50, default=10), FloatParam("k", 0.5, 4.0, default=2.0, step=0.5),
+                 *(CategoricalParam(f"c{j}", c, default=c[0]) for j, c in enumerate(choices)))
+
+        def positions(self, candles, params, cache):
+            raise NotImplementedError
+
+    space = build_space(Cats())
+    enc = Encoder.of(space)
+    points = space.sample(60, 2)
+    trials = [PastTrial(i, p, None if i % 7 == 3 else float(i), {}) for i, p in enumerate(points)]
+    table = enc.table(trials)
+    d, c = len(enc.numeric), len(enc.cats)
+    assert table.shape == (60, d + c + 1)
+    assert np.array_equal(table[:, :d], enc.numeric_values(points))
+    assert np.array_equal(table[:, d:d + c], enc.encode_cats(points))
+    assert np.array_equal(np.isnan(table[:, -1]), [i % 7 == 3 for i in range(60)])
+    if c == 2:   # every choice of the mixed-type categorical is read as itself
+        assert sorted(set(table[:, d + 1].tolist())) == [0.0, 1.0, 2.0, 3.0]
