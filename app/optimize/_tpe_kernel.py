@@ -19,7 +19,8 @@ import math
 import numpy as np
 from numba import njit
 
-__all__ = ["draw", "fit", "grid_pool", "grid_round", "log_density", "pick", "score_and_pick"]
+__all__ = ["draw", "fit", "grid_ask", "grid_pool", "grid_round", "liar_kernel", "log_density", "pick",
+           "score_and_pick"]
 
 _EXP_FLOOR = -700.0
 
@@ -235,6 +236,18 @@ def fit(units, cats, best, k, seed, offsets):
     _, _, g_coef, g_shift, _ = mixture(units[bad], cats[bad], offsets)
     coef_t = np.ascontiguousarray(np.concatenate((l_coef, g_coef)).T)
     return l_mus, l_sigmas, l_cum, coef_t, l_coef.shape[0], l_shift, g_shift, bad.shape[0]
+
+
+@njit(cache=True, nogil=True)
+def liar_kernel(n_bad, choices, d, width):
+    """A pick's kernel in g as the liar tells it: ``width`` wide in each of ``d`` numeric
+    dimensions, its choices smoothed as g's are (1/(n_bad + 2) on each). Returns the log
+    ratio of a matching to a differing choice, and the kernel's log peak."""
+    alpha = 1.0 / (n_bad + 2.0)
+    peak = -d * (math.log(width) + 0.5 * math.log(2.0 * math.pi))
+    for c in choices:
+        peak += math.log((1.0 + alpha) / (1.0 + c * alpha))
+    return math.log((1.0 + alpha) / alpha), peak
 
 
 @njit(cache=True, nogil=True)
@@ -490,6 +503,22 @@ def grid_round(mus, sigmas, cum, offsets, uniform, z, spare, fill, cells, radix,
                             prev_units, prev_cats, want, n_kernels, block, sigma, cat_match,
                             peak, cells)
     return live, values[chosen], units[chosen], cats[chosen]
+
+
+@njit(cache=True, nogil=True)
+def grid_ask(units, cats, best, k, seed, offsets, choices, block, sigma, uniform, z, spare,
+             fill, cells, radix, past, taken, low, step, rules, consts, prev_units, prev_cats,
+             want):
+    """A round's fit (``fit``) and its first pool on a grid (``grid_round``), in one call.
+    Returns the fit, the liar's (choice match, peak) (``liar_kernel``), and the pool's."""
+    fitted = fit(units, cats, best, k, seed, offsets)
+    l_mus, l_sigmas, l_cum, coef_t, l_kernels, l_shift, g_shift, n_bad = fitted
+    cat_match, peak = liar_kernel(n_bad, choices, units.shape[1], sigma)
+    live, values, chosen_units, chosen_cats = grid_round(
+        l_mus, l_sigmas, l_cum, offsets, uniform, z, spare, fill, cells, radix, past, taken,
+        low, step, rules, consts, coef_t, l_kernels, l_shift, g_shift, prev_units, prev_cats,
+        want, n_bad + 1, block, sigma, cat_match, peak)
+    return fitted, (cat_match, peak), live, values, chosen_units, chosen_cats
 
 
 @njit(cache=True, nogil=True)

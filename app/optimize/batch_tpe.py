@@ -79,7 +79,6 @@ LIAR_BLOCK = 8          # slots picked between two updates of the liar
 LIAR_WIDTH = 0.04
 REPAIRED = {"trad:repaired": True}
 FILL_GRID_MAX = 20_000  # a space this small is listed to find its last new points
-_LOG_2PI = math.log(2 * math.pi)
 
 
 def n_startup(round_size: int) -> int:
@@ -101,19 +100,19 @@ class _Mixtures(NamedTuple):
     g_shift: float
     n_bad: int
 
-    def draws(self, rng: np.random.Generator, m: int, choices: int) -> tuple:
-        """l's kernels and the random numbers ``_tpe_kernel.draw`` reads for ``m`` draws
-        from l: a kernel and each choice's (uniform), the normals, spare normals for
-        redraws past [0, 1], and uniforms for the few still outside after three."""
-        d = self.l_mus.shape[1]
-        uniform = rng.random(m * (1 + choices) + m * d // 16 + 16)
-        normal = rng.standard_normal(m * d + m * d // 4 + 16)
-        return (self.l_mus, self.l_sigmas, self.l_cum, uniform[:m * (1 + choices)].reshape(m, -1),
-                normal[:m * d].reshape(m, d), normal[m * d:], uniform[m * (1 + choices):])
-
     def scoring(self) -> tuple:
         """What ``_tpe_kernel.score_and_pick`` reads of the fit."""
         return self.coef_t, self.l_kernels, self.l_shift, self.g_shift
+
+
+def _draws(rng: np.random.Generator, m: int, d: int, c: int) -> tuple:
+    """The random numbers ``_tpe_kernel.draw`` reads for ``m`` draws of ``d`` numeric and
+    ``c`` categorical parameters: a kernel and each choice's (uniform), the normals, spare
+    normals for redraws past [0, 1], and uniforms for the few still outside after three."""
+    uniform = rng.random(m * (1 + c) + m * d // 16 + 16)
+    normal = rng.standard_normal(m * d + m * d // 4 + 16)
+    return (uniform[:m * (1 + c)].reshape(m, -1), normal[:m * d].reshape(m, d), normal[m * d:],
+            uniform[m * (1 + c):])
 
 
 def _seed32(seed: int) -> int:
@@ -178,29 +177,37 @@ def _ask(space, enc: Encoder, seen: _Seen, n: int, fit_seed: int, draw_seed: int
         best = seen.top
     else:
         best = _sorted_head(-np.where(np.isnan(values), -np.inf, values), n_good)[:n_good]
-    # l of the best, g of the rest and the failed (a seeded uniform sample past MAX_BAD_KERNELS)
-    fit = _Mixtures(*_tpe_kernel.fit(seen.units, seen.cats, best, MAX_BAD_KERNELS,
-                                     _seed32(fit_seed), enc.offsets))
-    alpha = 1.0 / (fit.n_bad + 2.0)   # a pick's categorical kernel, smoothed as g's are
-    cat_match = math.log((1 + alpha) / alpha)
-    peak = (sum(math.log((1 + alpha) / (1 + c * alpha)) for c in enc.choices)
-            - len(enc.numeric) * (math.log(LIAR_WIDTH) + 0.5 * _LOG_2PI))
-    liar = (LIAR_BLOCK, LIAR_WIDTH, cat_match, peak)
+    # l of the best, g of the rest and the failed (a seeded uniform sample past
+    # MAX_BAD_KERNELS): on a grid, fitted with the first pool, in one compiled call.
     ctx = _for_space(space, enc)
     picks_units, picks_cats = ctx.no_units, ctx.no_cats
     out: list = []
     rng = _generator(draw_seed, 1)
+    fit, liar = None, None
     size = math.ceil(min(max(draws or 0.0, CANDIDATES_PER_SLOT), MAX_POOL_SLOT) * n)
     for _ in range(MAX_POOLS):
         want = n - len(out)
-        random = fit.draws(rng, size, len(enc.cats))
-        if ctx.grid_rules is not None:   # a grid: the whole pool in one compiled call
+        random = _draws(rng, size, len(enc.numeric), len(enc.cats))
+        if fit is None and ctx.grid_rules is not None:
+            fitted, (cat_match, peak), live, chosen_values, chosen_units, chosen_cats = \
+                _tpe_kernel.grid_ask(seen.units, seen.cats, best, MAX_BAD_KERNELS,
+                                     _seed32(fit_seed), enc.offsets, ctx.choices_count,
+                                     LIAR_BLOCK, LIAR_WIDTH, *random, enc.cells, enc.radix,
+                                     seen.codes, seen.taken_cells, enc.low, enc.step,
+                                     *ctx.grid_rules, picks_units, picks_cats, want)
+            fit, liar = _Mixtures(*fitted), (LIAR_BLOCK, LIAR_WIDTH, cat_match, peak)
+        elif ctx.grid_rules is not None:
             live, chosen_values, chosen_units, chosen_cats = _tpe_kernel.grid_round(
-                *random[:3], enc.offsets, *random[3:], enc.cells, enc.radix, seen.codes,
-                seen.taken_cells, enc.low, enc.step, *ctx.grid_rules, *fit.scoring(),
-                picks_units, picks_cats, want, fit.n_bad + 1, *liar)
+                fit.l_mus, fit.l_sigmas, fit.l_cum, enc.offsets, *random, enc.cells, enc.radix,
+                seen.codes, seen.taken_cells, enc.low, enc.step, *ctx.grid_rules,
+                *fit.scoring(), picks_units, picks_cats, want, fit.n_bad + 1, *liar)
         else:
-            live, kept, units, cats = _numpy_pool(space, enc, seen, random)
+            if fit is None:
+                fit = _Mixtures(*_tpe_kernel.fit(seen.units, seen.cats, best, MAX_BAD_KERNELS,
+                                                 _seed32(fit_seed), enc.offsets))
+                liar = (LIAR_BLOCK, LIAR_WIDTH, *_tpe_kernel.liar_kernel(
+                    fit.n_bad, ctx.choices_count, len(enc.numeric), LIAR_WIDTH))
+            live, kept, units, cats = _numpy_pool(space, enc, seen, fit, random)
             chosen = _tpe_kernel.score_and_pick(units, cats, *fit.scoring(), enc.offsets,
                                                 picks_units, picks_cats, want, fit.n_bad + 1,
                                                 *liar, ctx.cells)
@@ -221,12 +228,12 @@ def _ask(space, enc: Encoder, seen: _Seen, n: int, fit_seed: int, draw_seed: int
                   _random_fill(space, enc.key, n - len(out), draw_seed + 1, used, seen.keys)], draws
 
 
-def _numpy_pool(space, enc: Encoder, seen: _Seen, random: tuple) -> tuple:
+def _numpy_pool(space, enc: Encoder, seen: _Seen, fit: _Mixtures, random: tuple) -> tuple:
     """A pool's draws off a grid (or with a rule grid_pool cannot read), in numpy: draws
-    from l (``random``: what ``_Mixtures.draws`` drew), of which the live ones are kept:
+    from l (``random``: what ``_draws`` drew), of which the live ones are kept:
     feasible, not in the history, each point once (its first draw). Returns how many draws
     were live, and the kept ones' values, unit positions and choices."""
-    raw, cats = _tpe_kernel.draw(*random[:3], enc.offsets, *random[3:])
+    raw, cats = _tpe_kernel.draw(fit.l_mus, fit.l_sigmas, fit.l_cum, enc.offsets, *random)
     m = len(raw)
     values = enc.to_values(raw)
     units = enc.to_units(values)
@@ -250,6 +257,7 @@ class _SpaceContext(NamedTuple):
     grid_rules: tuple | None  # a grid's constraints as grid_round reads them, or None
     cells: np.ndarray         # the grid's cells, when the liar can read it (else empty)
     is_int: list              # each numeric parameter's: an int or not
+    choices_count: np.ndarray # each categorical's number of choices
     choices: list             # each categorical's choices, an object array
     no_units: np.ndarray      # no picks yet
     no_cats: np.ndarray
@@ -274,6 +282,7 @@ def _for_space(space, enc: Encoder) -> _SpaceContext:
         grid = enc.radix is not None and rules is not None
         ctx = _SpaceContext(_completer(space, enc), rules if grid else None,
                             enc.cells if grid else np.zeros(0), enc.is_int.tolist(),
+                            np.array(enc.choices, np.int64),
                             [np.array(p.choices, dtype=object) for p in enc.cats],
                             np.zeros((0, len(enc.numeric))), np.zeros((0, len(enc.cats)), np.int64))
         if len(_PER_SPACE) >= 64:

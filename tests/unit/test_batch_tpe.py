@@ -232,7 +232,7 @@ def test_the_compiled_grid_pool_keeps_what_the_numpy_route_keeps(name):
     # agree on the same draws: as many live, the same picks in the same order, values of
     # the same types, and none of them a point the history holds.
     from app.optimize import _tpe_kernel
-    from app.optimize.batch_tpe import _for_space, _Mixtures, _numpy_pool, _Seen
+    from app.optimize.batch_tpe import _draws, _for_space, _Mixtures, _numpy_pool, _Seen
     from app.optimize.tpe_encoding import Encoder
 
     space = build_space(get_strategy(name))
@@ -247,16 +247,30 @@ def test_the_compiled_grid_pool_keeps_what_the_numpy_route_keeps(name):
     liar = (8, 0.04, 2.0, 1.0)   # block, width, choice match, peak
     flags = seen.taken_cells.copy()   # a grid's pool marks its points while it reads them
     for seed in range(5):
-        random = fit.draws(np.random.default_rng(seed), 500, len(enc.cats))
-        a = _tpe_kernel.grid_round(*random[:3], enc.offsets, *random[3:], enc.cells, enc.radix,
+        random = _draws(np.random.default_rng(seed), 500, len(enc.numeric), len(enc.cats))
+        a = _tpe_kernel.grid_round(fit.l_mus, fit.l_sigmas, fit.l_cum, enc.offsets, *random,
+                                   enc.cells, enc.radix,
                                    seen.codes, seen.taken_cells, enc.low, enc.step,
                                    *ctx.grid_rules, *fit.scoring(), ctx.no_units, ctx.no_cats,
                                    40, fit.n_bad + 1, *liar)
-        live, kept, units, cats = _numpy_pool(space, enc, seen, random)
+        live, kept, units, cats = _numpy_pool(space, enc, seen, fit, random)
         chosen = _tpe_kernel.score_and_pick(units, cats, *fit.scoring(), enc.offsets, ctx.no_units,
                                             ctx.no_cats, 40, fit.n_bad + 1, *liar, ctx.cells)
         b = (live, kept[chosen], units[chosen], cats[chosen])
         assert np.array_equal(seen.taken_cells, flags)   # ... and leaves the history's as they were
+        # A round's first pool is fitted in the same call (grid_ask): the same fit, the same picks.
+        cat_match, peak = _tpe_kernel.liar_kernel(fit.n_bad, ctx.choices_count, len(enc.numeric), 0.04)
+        fitted, liar_kernel, *first = _tpe_kernel.grid_ask(
+            seen.units[:60], seen.cats[:60], np.arange(10), 128, 7, enc.offsets, ctx.choices_count,
+            8, 0.04, *random, enc.cells, enc.radix, seen.codes, seen.taken_cells, enc.low, enc.step,
+            *ctx.grid_rules, ctx.no_units, ctx.no_cats, 40)
+        again = _tpe_kernel.grid_round(fit.l_mus, fit.l_sigmas, fit.l_cum, enc.offsets, *random,
+                                       enc.cells, enc.radix, seen.codes, seen.taken_cells, enc.low,
+                                       enc.step, *ctx.grid_rules, *fit.scoring(), ctx.no_units,
+                                       ctx.no_cats, 40, fit.n_bad + 1, 8, 0.04, cat_match, peak)
+        assert liar_kernel == (cat_match, peak) and all(
+            np.array_equal(x, y) for x, y in zip(fitted, fit)) and all(
+            np.array_equal(x, y) for x, y in zip(first, again))
         assert 0 < len(a[1]) <= a[0] == b[0]
         for x, y in zip(a[1:], b[1:]):   # the picks' values, units and choices
             assert x.dtype == y.dtype and np.array_equal(x, y)
