@@ -31,8 +31,10 @@ The rules:
   ask and keeps the best; a shared pool of 4 a slot found as good values on
   bench/sampler.py's objectives, 32 seeds, from a sixth of the draws; 3 as good as 4,
   mean bests after 400 trials sweep7 0.503/0.505, branin -0.4004/-0.4002, hartmann6
-  3.199/3.179, rosenbrock4 -1.82/-1.84, for a quarter less work a round. Halving g's
-  kernels to 64, by contrast, lost a little on all four.) A model that has
+  3.199/3.179, rosenbrock4 -1.82/-1.84, for a quarter less work a round; 2 a slot lost
+  on three of four, 16 seeds: sweep7 0.495/0.507, branin -0.4020/-0.4006, rosenbrock4
+  -1.79/-1.53, hartmann6 3.200/3.179. Halving g's kernels to 64 lost a little on all
+  four.) A model that has
   converged onto points the history holds needs many draws for each live one, so the
   round's state (``ask_batch_in_state``) carries the draws a slot its last pool needed to
   the next round's first pool; within a round, a pool that ran out is followed by one
@@ -54,8 +56,8 @@ import math
 import threading
 from collections import OrderedDict
 from contextlib import contextmanager
-from typing import NamedTuple
 from operator import itemgetter
+from typing import NamedTuple
 
 import numpy as np
 

@@ -16,12 +16,16 @@ jobs asked it) in 2.7-11 ms. After 400 trials its mean best is higher on three o
 objectives and level on branin (sweep7 0.507 against 0.476, hartmann6 3.24 against 3.00,
 rosenbrock4 -1.33 against -1.65); after 100, level on sweep7, higher on hartmann6, lower
 on rosenbrock4. It reaches optuna's 400-trial best in 0.01-0.05 s of job time instead of
-0.4-1.3 s. Since, its inner loops compiled (app/optimize/_tpe_kernel.py) and the
-history read once a job, a round of 64 from 5,000 trials costs 0.3-0.7 ms in-process;
-in bench/job.py [3]'s job of 5,000 trials over 1,000 candles in rounds of 64 the asks
-cost 0.66 of the backtests' core time for LIQUIDITY_SWEEP, 0.94-0.99 for SMA_CROSS (a
-14-20 us backtest); in rounds of 32, 0.98 and 1.43. A worker's ask runs 1.5-2x slower
-than the same ask in a loop (caches cold after a round's database and broker work).
+0.4-1.3 s. Since, its inner loops compiled (app/optimize/_tpe_kernel.py: on a grid, a
+round's fit and pool in one call, its new trials read in another) and the history read
+once a job, a round of 32 from 5,000 trials costs 0.4-0.5 ms in-process; in
+bench/job.py [3]'s job of 5,000 trials over 1,000 candles in rounds of 32 the asks cost
+0.69 of the backtests' core time for LIQUIDITY_SWEEP, 0.85-0.98 for SMA_CROSS (a 14-28
+us backtest); in rounds of 64, 0.67-0.71 for SMA_CROSS. A worker's ask, and its
+backtests, run about 2x slower than the same work in a loop: no page faults and no
+preemption (measured), but every cache cold after a round's database and broker work, so
+each Python or numpy call costs several times what it does in a loop; the ask is built
+from few, large compiled calls for that reason.
 What a job waits for is mostly each round's broker, database and history read. Its state between rounds is one number (TPE_DRAWS): how
 many draws a slot the next round's first pool makes.
 
