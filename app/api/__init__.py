@@ -212,6 +212,9 @@ def warm(app: Flask) -> None:
 
         _query_names()  # the API document's query parameters, read by every request's check
         require_schema(settings.database_url)
+        from app.services.jobs import warm_submit
+
+        warm_submit(settings)   # a POST's validation and candle checks, read-only
         if not settings.embedded and app.extensions["trad.enqueue"] is _default_enqueue:
             import workers.pipeline  # noqa: F401 - imported here, not on the first POST
             from workers.celery_app import connect_for_sending

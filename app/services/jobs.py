@@ -92,6 +92,26 @@ def submit(settings: Settings, body, enqueue: Callable[[str, int], None]) -> dic
     return get_job(settings, job_id)
 
 
+# The old system's request: what a web worker's warm-up checks as a POST would.
+_WARM_BODY = {"strategy": "LIQUIDITY_SWEEP", "symbol": "BTC/USDT", "exchange": "binanceus",
+              "timeframe": "5m", "optimizer": "random", "lookback_days": 30, "n_iterations": 10}
+
+
+def warm_submit(settings: Settings) -> None:
+    """The reading part of ``submit`` for a typical body, writing nothing: the request's
+    validation and the candle checks' statements (compiled once a process), so a web
+    worker's first POST costs what its next ones do."""
+    request = parse_request(dict(_WARM_BODY), max_trials=settings.max_trials,
+                            sampler_parts=settings.sampler_parts)
+    with session_scope(settings.database_url) as session:
+        if last_timestamp(session, request.exchange, request.symbol, request.timeframe) is not None:
+            try:
+                _check_data(session, settings, request)
+            except InputError:   # too few bars stored here: checked all the same
+                pass
+        session.get(TrainingJob, "0" * 32)
+
+
 # Fewest bars a job trains on: below this no statistic of a verdict means anything.
 MIN_BARS = 60
 

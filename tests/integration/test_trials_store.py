@@ -1,7 +1,7 @@
 """Trial rows are written once per (job_id, number), however often a chunk is delivered."""
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from app.db import training as repo
 from app.db.models import TrainingJob, Trial
@@ -58,3 +58,24 @@ def test_text_with_backslashes_tabs_quotes_and_unicode_round_trips(db_url):
     with session_scope(db_url) as s:
         t = s.scalars(select(Trial).where(Trial.job_id == "j1")).one()
         assert (t.params, t.system_attrs, t.value, t.metrics) == (odd, {"note": "\\N"}, None, None)
+
+
+def test_a_web_workers_warm_up_checks_a_post_and_writes_nothing(five_minute_settings):
+    # app.api.warm runs the reading part of a POST (jobs.warm_submit) before the first
+    # request: on a database with candles, and on one without, it stores no job, no
+    # progress row, and raises nothing.
+    from app.db.models import TrainingProgress
+    from app.services.jobs import warm_submit
+
+    def counts():
+        with session_scope(five_minute_settings.database_url) as s:
+            return (s.scalar(select(func.count()).select_from(TrainingJob)),
+                    s.scalar(select(func.count()).select_from(TrainingProgress)))
+
+    before = counts()
+    warm_submit(five_minute_settings)
+    assert counts() == before
+    with session_scope(five_minute_settings.database_url) as s:   # no candles at all
+        s.execute(text("DELETE FROM market_data"))
+    warm_submit(five_minute_settings)
+    assert counts() == before
