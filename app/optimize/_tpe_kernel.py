@@ -282,9 +282,9 @@ def mixture(units, cats, offsets):
     width 1, uniform choices) as its last row, all of equal weight. Returns the kernels'
     centres and widths, each choice's probability cumulated within its categorical (for
     drawing), and ``coef`` and ``shift`` such that the mixture's log density at x is
-    log(sum_k exp(features(x) . coef[k])) + shift, features(x) = [x*x, x, onehot, 1]:
-    one matrix product scores many points (``shift``, the highest kernel's peak, keeps
-    every exp at most 1)."""
+    log(sum_k exp(features(x) . coef[k])) + shift, features(x) = [x*x, x, onehot, 1]
+    (``log_density`` reads them; ``shift``, the highest kernel's peak, keeps every exp at
+    most 1)."""
     n, d = units.shape
     c = offsets.shape[0] - 1
     k_all = n + 1

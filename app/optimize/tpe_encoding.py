@@ -64,6 +64,7 @@ class Encoder:
             self.radix = np.cumprod([1] + radix[:-1]).astype(np.int64)
         # A choice's index by (type, value): True and 1 are different choices.
         self.index = [{(type(c), c): i for i, c in enumerate(p.choices)} for p in self.cats]
+        self.codes_of = self._choice_codes()   # a point -> its choice indices, a tuple
 
     @classmethod
     def of(cls, space) -> Encoder:
@@ -112,32 +113,30 @@ class Encoder:
         flat = chain.from_iterable(map(self.getter, dicts))
         return np.fromiter(flat, float, n * len(self.numeric)).reshape(n, -1)
 
+    def _choice_codes(self):
+        """point -> its categorical parameters' choice indices (0 for an unknown value),
+        one lookup a choice: (type, value), so True and 1 stay different choices."""
+        if not self.cats:
+            return lambda d: ()
+        if len(self.cats) == 1:
+            name, index = self.cats[0].name, self.index[0]
+            return lambda d: (index.get((type(v := d[name]), v), 0),)
+        pairs = [(p.name, index) for p, index in zip(self.cats, self.index)]
+        return lambda d: tuple(index.get((type(v := d[name]), v), 0) for name, index in pairs)
+
     def table(self, trials: list) -> np.ndarray:
         """Trials (objects with ``params`` and ``value``, None: failed) as one float array,
         a row each: the numeric parameters' values, the choice indices, the value (NaN:
         failed). One pass and one array: a round reads its new trials so."""
-        get = self.getter or (lambda d: ())
-        if not self.cats:
-            rows = [get(t.params) + (t.value,) for t in trials]
-        elif len(self.cats) == 1:
-            name, index = self.cats[0].name, self.index[0]
-            rows = [get(p) + (index.get((type(v), v), 0), t.value)
-                    for t in trials for p in (t.params,) for v in (p[name],)]
-        else:
-            pairs = [(p.name, index) for p, index in zip(self.cats, self.index)]
-            rows = [get(p) + tuple(index.get((type(p[name]), p[name]), 0) for name, index in pairs)
-                    + (t.value,) for t in trials for p in (t.params,)]
+        get, codes = self.getter or (lambda d: ()), self.codes_of
+        rows = [get(p) + codes(p) + (t.value,) for t in trials for p in (t.params,)]
         out = np.array(rows, dtype=float)   # None: NaN
         return out.reshape(len(trials), len(self.numeric) + len(self.cats) + 1)
 
     def encode_cats(self, dicts: list[dict]) -> np.ndarray:
         """The categorical parameters' choice indices of points (n x categorical)."""
-        if not self.cats:
-            return np.zeros((len(dicts), 0), np.int64)
-        pairs = [(itemgetter(p.name), index) for p, index in zip(self.cats, self.index)]
-        flat = [index.get((type(v), v), 0) for d in dicts for get, index in pairs
-                for v in (get(d),)]
-        return np.array(flat, np.int64).reshape(len(dicts), len(self.cats))
+        codes = self.codes_of
+        return np.array([codes(d) for d in dicts], np.int64).reshape(len(dicts), len(self.cats))
 
     def rules(self, space) -> tuple[np.ndarray, np.ndarray] | None:
         """The strategy's constraints over this space's numeric values, as
@@ -167,10 +166,3 @@ class Encoder:
             else:
                 return None
         return np.array(rows, np.int64).reshape(-1, 4), np.array(consts, float)
-
-    def onehot(self, cats: np.ndarray) -> np.ndarray:
-        out = np.zeros((cats.shape[0], int(self.offsets[-1])))
-        rows = np.arange(cats.shape[0])
-        for j in range(cats.shape[1]):
-            out[rows, self.offsets[j] + cats[:, j]] = 1.0
-        return out
